@@ -77,6 +77,44 @@ def _load(config: Optional[Path], model: type[Strict], overrides: list[str] | No
     return apply_overrides(base, overrides, str(config or "--set"))
 
 
+def _run_config(config: Path, out: Optional[Path], overrides: list[str] | None) -> RunConfig:
+    run_config = _load(config, RunConfig, overrides)
+    if out is not None:
+        run_config = run_config.model_copy(update={"out": str(out)})
+    if run_config.image is None:
+        raise ConfigError(f"{config}: image: this config has no image job")
+    return run_config
+
+
+OutOption = typer.Option(None, "--out", help="Output folder for datasets (overrides the config's out).")
+ConfigArg = typer.Argument(..., exists=False, help="YAML run config (see configs/).")
+
+
+@app.command()
+def generate(config: Path = ConfigArg, out: Optional[Path] = OutOption,
+             overrides: Optional[list[str]] = SetOption) -> None:
+    """Generate a labeled dataset (resumes an interrupted run of the same config)."""
+    run_config = _run(_run_config, config, out, overrides)
+    from flows.generate import run_generate
+    from flows.summaries import generation_markdown
+
+    summary = _run(run_generate, run_config)
+    typer.echo(generation_markdown(run_config.image.name, summary))
+
+
+@app.command()
+def run(config: Path = ConfigArg, out: Optional[Path] = OutOption,
+        overrides: Optional[list[str]] = SetOption) -> None:
+    """The main job: generate, then evaluate and report (as configured)."""
+    run_config = _run(_run_config, config, out, overrides)
+    from flows.pipeline import run_pipeline
+    from flows.summaries import generation_markdown
+
+    result = _run(run_pipeline, run_config)
+    typer.echo(generation_markdown(run_config.image.name, result["generate"]))
+    typer.echo(f"\ndataset: {result['generate']['path']}")
+
+
 @train_app.command("shapes")
 def train_shapes(
     config: Optional[Path] = typer.Argument(None, help="YAML TrainShapesSpec (default: the shipped recipe)."),

@@ -90,7 +90,7 @@ def make_unet(sample_size: int = 64, block_out_channels: tuple[int, ...] = (24, 
         sample_size=sample_size, in_channels=3 + COND_CHANNELS, out_channels=3,
         block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
         down_block_types=tuple(down), up_block_types=tuple(up), norm_num_groups=8,
-        attention_head_dim=32, add_attention=True,
+        attention_head_dim=min(32, block_out_channels[-2]), add_attention=True,
     )
 
 

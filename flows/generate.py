@@ -1,0 +1,60 @@
+"""Dataset-generation flow: one task per shard of sample ids, then one task that finalizes.
+
+Tasks take the job config and paths, never tensors; the folder lock is held by the flow for the
+whole run, so a second run on the same folder fails at once.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.futures import as_completed
+from tqdm.auto import tqdm
+
+from augment.config import ImageJob, RunConfig
+from augment.generate import (dataset_dir, finalize_dataset, generate_shard, pending_shards,
+                              prepare_dataset, shard_ids)
+from augment.io import FolderLock
+from flows.runners import make_task_runner
+from flows.summaries import generation_markdown
+
+
+@task(name="generate-shard")
+def generate_shard_task(job: ImageJob, root: str, shard: int) -> dict:
+    return generate_shard(job, root, shard)
+
+
+@task(name="finalize-dataset")
+def finalize_task(job: ImageJob, root: str, seconds: float) -> dict:
+    return finalize_dataset(job, root, seconds)
+
+
+@flow(name="generate-image-dataset", log_prints=True)
+def generate_image_dataset(config: RunConfig) -> dict:
+    """Generate ``config.image`` into ``config.out``; resumes an interrupted run of the same config."""
+    job = config.image
+    if job is None:
+        raise ValueError("image: this config has no image job to generate")
+    root = dataset_dir(job, config.out)
+    start = time.perf_counter()
+    with FolderLock(root):
+        prepare_dataset(job, config.out)
+        shards = pending_shards(job, root)
+        done_before = job.num_samples - sum(len(shard_ids(job, s)) for s in shards)
+        futures = [generate_shard_task.submit(job, str(root), s) for s in shards]
+        with tqdm(total=job.num_samples, initial=done_before, desc=f"generate {job.name}",
+                  unit="img") as bar:
+            for future in as_completed(futures):
+                bar.update(future.result()["samples"])
+        summary = finalize_task(job, str(root), time.perf_counter() - start)
+    summary["path"] = str(root)
+    create_markdown_artifact(generation_markdown(job.name, summary), key="generation-summary")
+    return summary
+
+
+def run_generate(config: RunConfig) -> dict:
+    """Run the flow with the task runner the config asks for."""
+    runner = make_task_runner(config.runner)
+    return generate_image_dataset.with_options(task_runner=runner)(config)

@@ -1,0 +1,17 @@
+"""Human-readable summaries (Markdown) of flow results, for the console and Prefect artifacts."""
+
+from __future__ import annotations
+
+
+def generation_markdown(name: str, summary: dict) -> str:
+    counts = summary["counts"]
+    lines = [f"## Dataset `{name}`", "",
+             f"- path: `{summary.get('path', '')}`",
+             f"- samples: {counts['samples']} (kept {counts['kept']}, dropped by verification "
+             f"{counts['dropped']}, failed {counts['failed']})"]
+    if summary.get("wall_seconds"):
+        lines.append(f"- time: {summary['wall_seconds']:.1f} s "
+                     f"({summary['images_per_second']:.2f} images/s)")
+    lines += ["", "| class | instances (kept samples) |", "|---|---|"]
+    lines += [f"| {c} | {n} |" for c, n in counts["instances_per_class"].items()]
+    return "\n".join(lines)

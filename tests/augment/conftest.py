@@ -1,0 +1,97 @@
+"""The ``dataset`` fixture: a small dataset folder built from real layouts, as the generation code
+writes it (minus the model: images are the procedural renders of the layouts).
+
+Tests take what they need from the fixture rather than importing this module, which pytest may
+have loaded under a name shared with other folders' conftest files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from augment.config import LayoutSpec
+from augment.io import atomic_save_png, atomic_write_json
+from augment.layouts import Instance, Layout, render_scene, sample_layout
+from augment.shapes.world import CLASSES
+
+SPEC = LayoutSpec(height=48, width=64)  # not square, so a swapped H/W shows up
+SEED = 7
+N_SAMPLED = 8
+
+
+def special_layouts() -> dict[str, Layout]:
+    """Layouts the sampler never draws but a dataset may hold."""
+    h, w = SPEC.height, SPEC.width
+    square = Instance("square", "blue", cx=20, cy=20, radius=14, rotation=0.3)
+    tiny = Instance("circle", "green", cx=20, cy=20, radius=4, rotation=0.0)
+    return {
+        # the circle is drawn first, then hidden entirely: zero visible pixels
+        "covered": Layout(h, w, "plain", (tiny, square)),
+        # a cross over a circle leaves four separate corners of the circle visible
+        "split": Layout(h, w, "stripes", (
+            Instance("circle", "red", cx=32, cy=24, radius=18, rotation=0.0),
+            Instance("cross", "yellow", cx=32, cy=24, radius=26, rotation=0.0))),
+        "empty": Layout(h, w, "noise", ()),
+    }
+
+
+def instance_records(layout: Layout, rng: np.random.Generator) -> list[dict]:
+    return [{"category": inst.category, "category_id": CLASSES.index(inst.category) + 1,
+             "colour": inst.colour, "colour_source": "condition",
+             "verify_iou": float(rng.uniform(0.5, 1.0))} for inst in layout.instances]
+
+
+def build_dataset(root: Path) -> tuple[pd.DataFrame, dict[int, Layout]]:
+    """Write images, masks, dataset.json and manifest.parquet under ``root``.
+
+    Samples 0..7 are sampled layouts, then "covered", "split", "empty"; sample 2 is
+    rejected by verification (kept False) and sample 3 failed (no files written).
+    """
+    layouts = [sample_layout(SPEC, SEED, i) for i in range(N_SAMPLED)]
+    layouts += list(special_layouts().values())
+    rng = np.random.default_rng(0)
+    rows, by_id = [], {}
+    for sample_id, layout in enumerate(layouts):
+        stem = f"{sample_id:06d}"
+        status = "failed" if sample_id == 3 else "ok"
+        if status == "ok":
+            atomic_save_png(root / "images" / f"{stem}.png", render_scene(layout))
+            atomic_save_png(root / "masks" / "semantic" / f"{stem}.png", layout.semantic_map)
+            atomic_save_png(root / "masks" / "instance" / f"{stem}.png", layout.instance_map)
+        rows.append({
+            "id": sample_id, "image": f"images/{stem}.png",
+            "semantic_mask": f"masks/semantic/{stem}.png",
+            "instance_mask": f"masks/instance/{stem}.png",
+            "split": "val" if sample_id % 4 == 1 else "train",
+            "caption": layout.caption if layout.instances else "an empty scene",
+            "layout": layout.to_json(),
+            "instances": json.dumps(instance_records(layout, rng)),
+            "kept": sample_id != 2, "status": status, "seed": SEED, "backend": "procedural",
+        })
+        by_id[sample_id] = layout
+    manifest = pd.DataFrame(rows)
+    manifest.to_parquet(root / "manifest.parquet")
+    atomic_write_json(root / "dataset.json", {"name": root.name, "categories": list(CLASSES)})
+    return manifest, by_id
+
+
+@dataclass
+class FakeDataset:
+    root: Path
+    manifest: pd.DataFrame  # index = id
+    layouts: dict[int, Layout]
+    exported_ids: list[int]  # kept and ok, in id order
+    special: dict[str, int]  # id of each special layout
+
+
+@pytest.fixture
+def dataset(tmp_path) -> FakeDataset:
+    root = tmp_path / "shapes"
+    manifest, layouts = build_dataset(root)
+    special = {name: N_SAMPLED + i for i, name in enumerate(special_layouts())}
+    return FakeDataset(root, manifest, layouts, [i for i in layouts if i not in (2, 3)], special)

@@ -1,0 +1,45 @@
+"""The command line: self-explaining help, one-line errors that name the field or file."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from augment.config import ImageJob, RunConfig
+from flows.cli import apply_overrides, app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("generate", "run", "train"):
+        assert command in result.output
+    train = runner.invoke(app, ["train", "--help"])
+    assert "shapes" in train.output
+
+
+def test_invalid_config_is_one_line_naming_the_field(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("image:\n  sampler:\n    steps: -3\n")
+    result = runner.invoke(app, ["generate", str(path)])
+    assert result.exit_code == 2
+    assert "image.sampler.steps" in result.output and "Traceback" not in result.output
+
+
+def test_missing_config_names_the_file(tmp_path):
+    result = runner.invoke(app, ["run", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2 and "nope.yaml" in result.output
+
+
+def test_set_overrides_are_validated_like_the_file():
+    config = RunConfig(image=ImageJob())
+    changed = apply_overrides(config, ["image.sampler.steps=7", "image.layout.colours=[red]"], "x")
+    assert changed.image.sampler.steps == 7 and changed.image.layout.colours == ["red"]
+    import pytest
+    from augment.config import ConfigError
+
+    with pytest.raises(ConfigError, match="image.sampler.stepz"):
+        apply_overrides(config, ["image.sampler.stepz=7"], "x")
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides(config, ["nonsense"], "x")
