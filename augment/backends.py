@@ -126,6 +126,9 @@ def load_shapes_tiny(spec: ModelSpec) -> ShapesTinyBackend:
 LOADERS = {"shapes-tiny": load_shapes_tiny}
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=4)
 def _load_cached(spec_json: str):
     spec = ModelSpec.model_validate_json(spec_json)
@@ -138,4 +141,5 @@ def load_backend(spec: ModelSpec):
     if spec.backend not in LOADERS:
         raise ValueError(f"model.backend: unknown backend {spec.backend!r}; "
                          f"allowed: {sorted(LOADERS)}")
-    return _load_cached(spec.model_dump_json())
+    with _LOAD_LOCK:  # shards start together in threads: load the weights once, not per shard
+        return _load_cached(spec.model_dump_json())

@@ -50,7 +50,7 @@ class SamplerSpec(Strict):
 
     scheduler: Literal["ddpm", "ddim", "dpmsolver++", "unipc", "euler"] = "dpmsolver++"
     steps: int = Field(20, ge=1, le=1000)
-    guidance: float = Field(2.0, ge=0.0, le=30.0, description="Classifier-free guidance; 1 = off.")
+    guidance: float = Field(3.0, ge=0.0, le=30.0, description="Classifier-free guidance; 1 = off.")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta (0 = deterministic).")
     noise_temperature: float = Field(1.0, gt=0.0, le=2.0, description="Scale of the initial noise.")
     batch_size: int = Field(16, ge=1, le=1024)

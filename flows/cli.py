@@ -30,6 +30,9 @@ SetOption = typer.Option(None, "--set", help="Override a config field: --set sam
 def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
          verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level.")) -> None:
     _state["debug"] = debug
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()  # our own bars show progress; no per-load bars
     logging.basicConfig(level=logging.INFO if verbose or debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
 
@@ -107,10 +110,10 @@ def run(config: Path = ConfigArg, out: Optional[Path] = OutOption,
         overrides: Optional[list[str]] = SetOption) -> None:
     """The main job: generate, then evaluate and report (as configured)."""
     run_config = _run(_run_config, config, out, overrides)
-    from flows.pipeline import run_pipeline
+    from flows.pipeline import pipeline
     from flows.summaries import generation_markdown
 
-    result = _run(run_pipeline, run_config)
+    result = _run(pipeline, run_config)
     typer.echo(generation_markdown(run_config.image.name, result["generate"]))
     typer.echo(f"\ndataset: {result['generate']['path']}")
 
@@ -127,6 +130,18 @@ def train_shapes(
     spec = _run(_load, config, TrainShapesSpec, overrides)
     path = _run(train_shapes_generator, spec, out)
     typer.echo(f"saved shapes-tiny to {path}")
+
+
+@train_app.command("checker")
+def train_checker_cmd(
+    out: Path = typer.Option(Path("models/shapes-checker"), "--out", help="Folder for the weights."),
+    seed: int = typer.Option(0, help="Seed of the training scenes and the initial weights."),
+) -> None:
+    """Train the shapes checker (the independent verifier) on real procedural scenes."""
+    from augment.training.checker import train_checker
+
+    metrics = _run(train_checker, out, seed=seed)
+    typer.echo(f"saved shapes-checker to {out}; held-out: {metrics}")
 
 
 def entry() -> None:  # pragma: no cover - console script shim

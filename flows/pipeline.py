@@ -6,15 +6,11 @@ from prefect import flow
 
 from augment.config import RunConfig
 from flows.generate import generate_image_dataset
+from flows.runners import make_task_runner
 
 
 @flow(name="synthmill-pipeline", log_prints=True)
 def pipeline(config: RunConfig) -> dict:
     """generate -> (evaluate -> report, as those stages land). Returns a summary per stage."""
-    return {"generate": generate_image_dataset(config)}
-
-
-def run_pipeline(config: RunConfig) -> dict:
-    from flows.runners import make_task_runner
-
-    return pipeline.with_options(task_runner=make_task_runner(config.runner))(config)
+    runner = make_task_runner(config.runner)
+    return {"generate": generate_image_dataset.with_options(task_runner=runner)(config)}

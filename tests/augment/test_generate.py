@@ -61,7 +61,7 @@ def test_masks_on_disk_are_the_layout_labels(made):
 def test_manifest_records_how_each_sample_was_made(made):
     job, root, _ = made
     row = pd.read_parquet(root / "manifest.parquet").iloc[0]
-    assert row["scheduler"] == "ddim" and row["steps"] == 2 and row["guidance"] == 2.0
+    assert row["scheduler"] == "ddim" and row["steps"] == 2 and row["guidance"] == job.sampler.guidance
     assert row["config_hash"] == gen.job_fingerprint(job)
     instances = json.loads(row["instances"])
     assert len(instances) == row["num_instances"] >= 1

@@ -1,0 +1,61 @@
+"""Generation flow vs a bare sampling loop over the same pipeline, batch size and steps.
+
+The flow does everything a dataset needs (layouts, sampling, verification, PNGs, masks, manifest,
+COCO, YOLO) under Prefect; the baseline only samples layouts and calls the pipeline. The Prefect
+server is started before timing (a deployment keeps one running); its start-up is reported apart.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from augment.backends import load_backend
+from augment.config import ImageJob, LayoutSpec, RunConfig, SamplerSpec
+from augment.layouts import sample_layout, sample_seeds
+from augment.pipelines.shapes_tiny import encode_layouts
+from benchmarks.common import interleaved, median, row, timed
+
+NUM_IMAGES = 64
+SAMPLER = SamplerSpec(scheduler="dpmsolver++", steps=10, guidance=2.0, batch_size=16)
+
+
+def bare_loop(job: ImageJob) -> None:
+    """What a user would write with diffusers alone: layouts -> condition -> pipeline call."""
+    pipe = load_backend(job.model).pipe
+    for start in range(0, job.num_samples, SAMPLER.batch_size):
+        ids = range(start, min(start + SAMPLER.batch_size, job.num_samples))
+        layouts = [sample_layout(job.layout, job.seed, i) for i in ids]
+        generators = [torch.Generator().manual_seed(sample_seeds(job.seed, i)[1]) for i in ids]
+        pipe(encode_layouts(layouts), num_inference_steps=SAMPLER.steps,
+             guidance_scale=SAMPLER.guidance, generator=generators)
+
+
+def run(repeats: int = 3) -> tuple[list[dict], list[str]]:
+    from flows.generate import run_generate
+
+    work = Path(tempfile.mkdtemp(prefix="synthmill-bench-"))
+    job = ImageJob(name="bench", num_samples=NUM_IMAGES, shard_size=32, sampler=SAMPLER,
+                   layout=LayoutSpec())
+    load_backend(job.model).pipe.set_progress_bar_config(disable=True)
+    startup, _ = timed(run_generate, RunConfig(out=str(work / "warmup"),
+                                               image=job.model_copy(update={"num_samples": 2})))
+    counter = iter(range(10_000))
+
+    def ours():
+        out = work / f"run{next(counter)}"
+        run_generate(RunConfig(out=str(out), image=job))
+        shutil.rmtree(out)
+
+    t_ours, t_base = interleaved(ours, lambda: bare_loop(job), repeats)
+    shutil.rmtree(work, ignore_errors=True)
+    ips_ours, ips_base = NUM_IMAGES / median(t_ours), NUM_IMAGES / median(t_base)
+    notes = [f"- generation: {NUM_IMAGES} images, shapes-tiny, {SAMPLER.scheduler} "
+             f"{SAMPLER.steps} steps, guidance {SAMPLER.guidance}, batch {SAMPLER.batch_size}; "
+             f"flow seconds {[round(t, 2) for t in t_ours]}, bare loop seconds "
+             f"{[round(t, 2) for t in t_base]}; first flow run incl. Prefect server start-up "
+             f"{startup:.1f} s (not in the ratio)."]
+    return [row("generation_flow_vs_bare_loop", ips_ours, ips_base, "images/s", repeats)], notes
