@@ -30,7 +30,8 @@ def exported_rows(manifest: pd.DataFrame, split: str | None = None,
                   kept_only: bool = True) -> list[dict]:
     """Manifest rows to read or export, sorted by id, as plain dicts.
 
-    Failed samples (``status != "ok"``) have no trustworthy pixels and are never returned;
+    Failed samples (``status == "failed"``: non-finite output even in fp32) have no pixels and are
+    never returned (``retried_fp32`` samples are fine);
     ``kept_only`` also drops samples the verification step rejected.
     """
     missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
@@ -38,7 +39,7 @@ def exported_rows(manifest: pd.DataFrame, split: str | None = None,
         raise ValueError(f"manifest lacks columns {missing}; expected {list(MANIFEST_COLUMNS)}")
     if split not in (None, *SPLITS):
         raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
-    keep = manifest["status"] == "ok"
+    keep = manifest["status"] != "failed"
     if kept_only:
         keep &= manifest["kept"].astype(bool)
     if split is not None:

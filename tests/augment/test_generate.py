@@ -190,3 +190,13 @@ def test_split_is_deterministic_and_near_the_requested_fraction():
     splits = [gen.split_of(0, i, 0.2) for i in range(2000)]
     assert splits == [gen.split_of(0, i, 0.2) for i in range(2000)]
     assert abs(splits.count("val") / 2000 - 0.2) < 0.04
+
+
+def test_a_sample_rescued_in_fp32_is_exported(tmp_path, monkeypatch):
+    monkeypatch.setattr(gen, "load_backend", lambda spec: NaNOnce())
+    job = small_job(num_samples=2, shard_size=2, verify={"enabled": False})
+    root, _ = gen.generate_dataset(job, tmp_path)
+    manifest = pd.read_parquet(root / "manifest.parquet")
+    assert list(manifest["status"]) == ["ok", "retried_fp32"] and manifest["kept"].all()
+    coco = json.loads((root / "annotations" / "instances.json").read_text())
+    assert {im["id"] for im in coco["images"]} == {0, 1}
