@@ -1,7 +1,9 @@
 """Generator backends: one plain dict from backend name to loader.
 
-A backend turns layouts into images: ``render(layouts, sampler, seeds, dtype)`` returns float
-images (B, H, W, 3) in [0, 1] (NaN/inf left in place: the caller's guard detects them per sample).
+A backend turns layouts into images: ``render(layouts, sampler, seeds, force_fp32=False)`` returns
+float images (B, H, W, 3) in [0, 1] (NaN/inf left in place: the caller's guard detects them per
+sample) and has ``model_id`` and ``weights`` (a hash). The Stable Diffusion backends live in
+``augment.backends_sd``.
 Loaders are cached per process, so shards running in threads share one set of weights.
 """
 
@@ -40,11 +42,13 @@ def weights_hash(folder: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def resolve_model_path(path: str | None, embedded: Path) -> Path:
+def resolve_model_path(path: str | None, embedded: Path | None,
+                       field: str = "model.path") -> Path:
     """A local folder as given, the embedded weights for None, or a hub id from the local cache.
 
     Hub ids resolve through ``huggingface_hub.snapshot_download``; offline (HF_HUB_OFFLINE=1 or no
-    network) a model that is not in the cache is an error that says how to supply a local folder.
+    network) a model that is not in the cache is an error that says how to supply a local folder
+    (in the config ``field``).
     """
     if path is None:
         return embedded
@@ -63,7 +67,7 @@ def resolve_model_path(path: str | None, embedded: Path) -> Path:
         raise FileNotFoundError(
             f"cannot load model {path!r} from the Hugging Face hub ({type(exc).__name__}); "
             f"download it where you have network (huggingface-cli download {path} --local-dir "
-            f"DIR) and set model.path to that local folder") from None
+            f"DIR) and set {field} to that local folder") from None
 
 
 @dataclass
@@ -123,7 +127,23 @@ def load_shapes_tiny(spec: ModelSpec) -> ShapesTinyBackend:
                              device=device, dtype=dtype)
 
 
-LOADERS = {"shapes-tiny": load_shapes_tiny}
+def load_stable_diffusion(spec: ModelSpec):
+    """``controlnet-seg``, ``gligen`` and ``inpaint-paste`` (see ``augment.backends_sd``)."""
+    from augment.backends_sd import load_sd_backend
+
+    return load_sd_backend(spec)
+
+
+LOADERS = {"shapes-tiny": load_shapes_tiny, "controlnet-seg": load_stable_diffusion,
+           "gligen": load_stable_diffusion, "inpaint-paste": load_stable_diffusion}
+
+BOXES_ONLY = {"gligen"}
+"""Backends whose images follow the layout's boxes but not its masks."""
+
+
+def label_kind(backend: str) -> str:
+    """"masks" when the images follow the layout's masks, "boxes" when only its boxes."""
+    return "boxes" if backend in BOXES_ONLY else "masks"
 
 
 _LOAD_LOCK = threading.Lock()

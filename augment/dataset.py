@@ -122,12 +122,17 @@ def mask_xyxy(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def attributes(instance: dict) -> dict:
-    """The per-instance attributes every format carries; a NaN score becomes None (valid JSON)."""
-    score = instance.get("verify_iou")
-    if score is not None and not np.isfinite(score):
-        score = None
-    return {"colour": instance.get("colour"), "colour_source": instance.get("colour_source"),
-            "verify_iou": score}
+    """The per-instance attributes every format carries (``verify_clip`` too when the dataset was
+    verified with CLIP); a NaN score becomes None (valid JSON)."""
+    out = {"colour": instance.get("colour"), "colour_source": instance.get("colour_source"),
+           "verify_iou": _finite(instance.get("verify_iou"))}
+    if "verify_clip" in instance:
+        out["verify_clip"] = _finite(instance["verify_clip"])
+    return out
+
+
+def _finite(score: float | None) -> float | None:
+    return None if score is None or not np.isfinite(score) else score
 
 
 class SynthDataset(torch.utils.data.Dataset):
@@ -147,7 +152,8 @@ class SynthDataset(torch.utils.data.Dataset):
       - ``id``: int, ``caption``: str, ``attributes``: N dicts (colour, colour_source, verify_iou)
 
     N counts the instances with a visible pixel, in drawing order; the same ones, with the same
-    boxes and areas, as ``annotations/instances.json``. ``split`` is "train", "val" or None (all);
+    boxes and areas, as ``annotations/instances.json``. A boxes-only dataset (``labels`` "boxes"
+    in dataset.json, e.g. made by ``gligen``) has no ``masks`` and no ``semantic``. ``split`` is "train", "val" or None (all);
     ``kept_only=False`` adds samples that verification rejected (failed samples never appear).
     ``transform`` is called on the whole dict, so geometric transforms can move boxes and masks.
     """
@@ -157,9 +163,11 @@ class SynthDataset(torch.utils.data.Dataset):
         self.root = Path(root)
         info_path = self.root / "dataset.json"
         try:
-            self._classes = list(json.loads(info_path.read_text())["categories"])
+            info = json.loads(info_path.read_text())
+            self._classes = list(info["categories"])
         except (OSError, ValueError, KeyError) as exc:
             raise ValueError(f"{info_path}: cannot read the category list ({exc!r})") from exc
+        self.has_masks = info.get("labels", "masks") == "masks"
         manifest_path = self.root / "manifest.parquet"
         try:
             manifest = pd.read_parquet(manifest_path)
@@ -181,7 +189,6 @@ class SynthDataset(torch.utils.data.Dataset):
         image = read_image(self.root, row)  # (H, W, 3) uint8
         shape = image.shape[:2]
         instance_map = read_label_map(self.root, row, "instance_mask", shape)
-        semantic = read_label_map(self.root, row, "semantic_mask", shape)
         instances = json.loads(row["instances"])
         visible = visible_instances(instance_map, len(instances), row["id"])
         ids = np.asarray(visible, dtype=np.int64) + 1  # (N,)
@@ -192,12 +199,14 @@ class SynthDataset(torch.utils.data.Dataset):
             "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
             "labels": torch.tensor([instances[k]["category_id"] for k in visible],
                                    dtype=torch.int64),
-            "masks": torch.from_numpy(masks),
-            "semantic": torch.from_numpy(semantic.astype(np.int64)),
             "id": int(row["id"]),
             "caption": row["caption"],
             "attributes": [attributes(instances[k]) for k in visible],
         }
+        if self.has_masks:
+            semantic = read_label_map(self.root, row, "semantic_mask", shape)
+            sample["masks"] = torch.from_numpy(masks)
+            sample["semantic"] = torch.from_numpy(semantic.astype(np.int64))
         return self.transform(sample) if self.transform else sample
 
     @staticmethod
@@ -207,6 +216,7 @@ class SynthDataset(torch.utils.data.Dataset):
         attributes) and for captions."""
         out = {key: [sample[key] for sample in batch] for key in batch[0]}
         out["image"] = torch.stack(out["image"])
-        out["semantic"] = torch.stack(out["semantic"])
+        if "semantic" in out:
+            out["semantic"] = torch.stack(out["semantic"])
         out["id"] = torch.tensor(out["id"], dtype=torch.int64)
         return out

@@ -15,6 +15,7 @@ import logging
 import time
 from collections import Counter
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -24,11 +25,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from augment import __version__
-from augment.backends import load_backend
-from augment.config import ImageJob
+from augment.backends import label_kind, load_backend
+from augment.config import SD_BACKENDS, ImageJob
+from augment.devices import resolve_device
 from augment.io import FolderLock, atomic_save_png, atomic_write_bytes, atomic_write_json, remove_stale_temp_files
-from augment.layouts import Layout, sample_layout, sample_seeds
-from augment.shapes.world import CLASSES
+from augment.layouts import Layout, layout_categories, sample_layout, sample_seeds
+from augment.prompts import background_prompt, instance_prompt, scene_prompt
 from augment.writers import write_coco, write_yolo
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,14 @@ PARTS_DIR = f"{STATE_DIR}/parts"
 USAGE_NOTE = ("Synthetic data made by synthmill. Labels are exact by construction for the "
               "condition; 'kept' marks samples whose pixels an independent checker agreed with. "
               "Check the evaluation report before training on it.")
+
+
+LABELS_NOTE = {
+    "masks": "boxes and instance masks both follow the condition the image was rendered from",
+    "boxes": "boxes only: the backend was conditioned on boxes, so masks/ hold the layout regions "
+             "the boxes came from, not object outlines; COCO has no segmentation and YOLO no "
+             "segment task",
+}
 
 
 def job_fingerprint(job: ImageJob) -> str:
@@ -125,6 +135,25 @@ def _verify(checker, images: np.ndarray, layouts: list[Layout]) -> list[list[dic
     return [score_instances(semantic[i], colour[i], layout) for i, layout in enumerate(layouts)]
 
 
+SCORE_KEYS = {"checker": "verify_iou", "clip": "verify_clip"}
+
+
+def load_verifier(job: ImageJob) -> Callable[[np.ndarray, list[Layout]], list[list[dict]]] | None:
+    """``(uint8 images (B, H, W, 3), layouts) -> per-instance score dicts`` for the job's
+    verification method, or None when it is "none"."""
+    method = job.verify.resolved_method(job.model.backend)
+    if method == "none":
+        return None
+    if method == "checker":
+        return partial(_verify, _load_checker())
+    from augment.verify_clip import crop_scores, load_clip
+
+    clip = load_clip(job.verify.clip_model, job.verify.clip_checkpoint,
+                     resolve_device(job.model.device))
+    return partial(crop_scores, clip, categories=layout_categories(job.layout),
+                   margin=job.verify.clip_margin)
+
+
 def _instances_record(layout: Layout, scores: list[dict] | None) -> list[dict]:
     out = []
     for k, inst in enumerate(layout.instances):
@@ -132,19 +161,39 @@ def _instances_record(layout: Layout, scores: list[dict] | None) -> list[dict]:
         colour, source = inst.colour, "condition" if inst.colour else None
         if colour is None and score.get("colour_pred"):
             colour, source = score["colour_pred"], "checker"
-        out.append({"category": inst.category, "category_id": inst.category_id,
-                    "colour": colour, "colour_source": source,
-                    "verify_iou": score.get("verify_iou"), "colour_ok": score.get("colour_ok")})
+        record = {"category": inst.category, "category_id": inst.category_id,
+                  "colour": colour, "colour_source": source,
+                  "verify_iou": score.get("verify_iou"), "colour_ok": score.get("colour_ok")}
+        if "verify_clip" in score:
+            record.update(verify_clip=score["verify_clip"], clip_pred=score["clip_pred"])
+        out.append(record)
     return out
 
 
 def _is_kept(job: ImageJob, status: str, instances: list[dict]) -> bool:
     if status == "failed":
         return False
-    if not job.verify.enabled:
+    method = job.verify.resolved_method(job.model.backend)
+    if method == "none":
         return True
-    return all((i["verify_iou"] is not None and i["verify_iou"] >= job.verify.min_score)
+    key = SCORE_KEYS[method]
+    return all((i.get(key) is not None and i[key] >= job.verify.min_score)
                and i["colour_ok"] is not False for i in instances)
+
+
+def prompt_record(job: ImageJob, layout: Layout) -> str | None:
+    """The text the backend was prompted with (None for the embedded backends); inpaint-paste's
+    stages are joined with " | ", background first."""
+    backend, sampler = job.model.backend, job.sampler
+    if backend not in SD_BACKENDS:
+        return None
+    if backend != "inpaint-paste":
+        return scene_prompt(layout, sampler)
+    stages = [f"(image {Path(layout.extra['background_image']).name})"
+              if "background_image" in layout.extra else background_prompt(layout, sampler)]
+    stages += [instance_prompt(inst, sampler) for k, inst in enumerate(layout.instances)
+               if (layout.instance_map == k + 1).any()]
+    return " | ".join(stages)
 
 
 def generate_shard(job: ImageJob, root: str | Path, shard: int,
@@ -161,7 +210,7 @@ def generate_shard(job: ImageJob, root: str | Path, shard: int,
             progress(len(ids))
         return {"shard": shard, "samples": len(ids), "kept": None, "seconds": 0.0, "skipped": True}
     backend = load_backend(job.model)
-    checker = _load_checker() if job.verify.enabled else None
+    verifier = load_verifier(job)
     fingerprint = job_fingerprint(job)
     rows = []
     start = time.perf_counter()
@@ -172,7 +221,7 @@ def generate_shard(job: ImageJob, root: str | Path, shard: int,
         noise_seeds = [sample_seeds(job.seed, i)[1] for i in batch_ids]
         images, status = render_guarded(backend, layouts, job.sampler, noise_seeds)
         images = np.clip(np.rint(images * 255), 0, 255).astype(np.uint8)
-        scores = _verify(checker, images, layouts) if checker else [None] * len(layouts)
+        scores = verifier(images, layouts) if verifier else [None] * len(layouts)
         per_sample = (time.perf_counter() - t0) / len(batch_ids)
         for i, sid in enumerate(batch_ids):
             rows.append(_write_sample(job, root, sid, layouts[i], images[i], status[i], scores[i],
@@ -198,6 +247,7 @@ def _write_sample(job, root, sid, layout, image, status, scores, noise_seed, bac
     atomic_save_png(root / paths["instance_mask"], layout.instance_map)
     instances = _instances_record(layout, scores)
     ious = [i["verify_iou"] for i in instances if i["verify_iou"] is not None]
+    clip = [i["verify_clip"] for i in instances if i.get("verify_clip") is not None]
     s = job.sampler
     return {
         "id": sid, **paths, "split": split_of(job.seed, sid, job.val_fraction),
@@ -205,8 +255,11 @@ def _write_sample(job, root, sid, layout, image, status, scores, noise_seed, bac
         "model": backend.model_id, "weights_sha256": backend.weights, "dtype": job.model.dtype,
         "scheduler": s.scheduler, "steps": s.steps, "guidance": s.guidance, "eta": s.eta,
         "noise_temperature": s.noise_temperature, "caption": layout.caption,
-        "layout": layout.to_json(), "instances": json.dumps(instances),
-        "num_instances": len(instances), "verify_min_iou": min(ious) if ious else None,
+        "prompt": prompt_record(job, layout), "layout": layout.to_json(),
+        "instances": json.dumps(instances), "num_instances": len(instances),
+        "verify_method": job.verify.resolved_method(job.model.backend),
+        "verify_min_iou": min(ious) if ious else None,
+        "verify_min_clip": min(clip) if clip else None,
         "kept": _is_kept(job, status, instances), "status": status, "seconds": seconds,
         "config_hash": fingerprint, "shard": shard,
     }
@@ -245,9 +298,10 @@ def finalize_dataset(job: ImageJob, root: str | Path, seconds: float | None = No
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(manifest, preserve_index=False), buf)
     atomic_write_bytes(root / "manifest.parquet", buf.getvalue())
-    categories = list(CLASSES)
-    write_coco(root, manifest, categories)
-    write_yolo(root, manifest, categories)
+    categories = layout_categories(job.layout)
+    labels = label_kind(job.model.backend)
+    write_coco(root, manifest, categories, masks=labels == "masks")
+    write_yolo(root, manifest, categories, masks=labels == "masks")
     summary = summarize(manifest, seconds)
     atomic_write_json(root / "dataset.json", {
         "name": job.name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -256,6 +310,7 @@ def finalize_dataset(job: ImageJob, root: str | Path, seconds: float | None = No
         "model": {"backend": job.model.backend, "id": manifest["model"].iloc[0],
                   "weights_sha256": manifest["weights_sha256"].iloc[0]},
         "categories": categories, "label_map": {i + 1: c for i, c in enumerate(categories)},
+        "labels": labels, "labels_note": LABELS_NOTE[labels],
         "counts": summary["counts"], "licence": USAGE_NOTE,
     })
     return summary

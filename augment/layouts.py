@@ -4,15 +4,21 @@
 background, caption) from a ``LayoutSpec`` with a per-sample seed derived from ``(seed, index)``,
 in the manner of Scaper's declarative spec plus a record of the values actually drawn: the layout's
 JSON holds every drawn value, and ``Layout.from_json`` rebuilds the exact masks from it.
+
+Two kinds of instance share one interface (``category``, ``category_id``, ``colour``, ``phrase``,
+``mask(H, W)``): ``Instance``, a shape of the procedural world, and ``MaskInstance``, an object
+borrowed from a COCO file (``augment.coco_layouts``) whose mask is stored as COCO RLE.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
+from pathlib import Path
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
 from augment.config import LayoutSpec
 from augment.shapes.world import (BACKGROUND_PHRASES, CLASSES, PALETTE, _OBJECT_JITTER, _PIXEL_NOISE,
@@ -39,9 +45,50 @@ class Instance:
     def category_id(self) -> int:
         return CLASSES.index(self.category) + 1
 
+    @property
+    def phrase(self) -> str:
+        """E.g. "red circle" ("circle" when the colour is left open)."""
+        return f"{self.colour + ' ' if self.colour else ''}{self.category}"
+
     def mask(self, height: int, width: int) -> np.ndarray:
         """Full (unoccluded) bool mask (H, W)."""
         return shape_mask(self.category, self.cx, self.cy, self.radius, self.rotation, height, width)
+
+
+@dataclass(frozen=True)
+class MaskInstance:
+    """A borrowed object: its full mask as compressed COCO RLE (``counts``) of ``size`` (H, W),
+    and an explicit ``category_id`` (1..K over the layout source's categories).
+
+    ``source_id`` is the annotation id in the file it came from.
+    """
+
+    category: str
+    category_id: int
+    size: tuple[int, int]
+    rle: str
+    colour: str | None = None
+    source_id: int | None = None
+
+    @property
+    def phrase(self) -> str:
+        return f"{self.colour + ' ' if self.colour else ''}{self.category}"
+
+    def mask(self, height: int, width: int) -> np.ndarray:
+        """Full (unoccluded) bool mask (H, W); the layout's size is the RLE's size."""
+        if (height, width) != tuple(self.size):
+            raise ValueError(f"instance mask {self.source_id} is {tuple(self.size)}, asked for "
+                             f"{(height, width)}")
+        rle = {"size": [height, width], "counts": self.rle.encode("ascii")}
+        return mask_utils.decode(rle).astype(bool)
+
+    @classmethod
+    def from_mask(cls, mask: np.ndarray, category: str, category_id: int,
+                  source_id: int | None = None) -> "MaskInstance":
+        """Encode a bool (H, W) mask."""
+        rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
+        return cls(category=category, category_id=category_id, size=tuple(mask.shape),
+                   rle=rle["counts"].decode("ascii"), source_id=source_id)
 
 
 @dataclass(frozen=True)
@@ -51,7 +98,7 @@ class Layout:
     height: int
     width: int
     background: str | None
-    instances: tuple[Instance, ...]
+    instances: tuple[Instance | MaskInstance, ...]
     texture_seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -65,8 +112,9 @@ class Layout:
 
     @cached_property
     def semantic_map(self) -> np.ndarray:
-        """(H, W) uint8 class index per pixel (0 = background)."""
-        lut = np.array([0] + [inst.category_id for inst in self.instances], dtype=np.uint8)
+        """(H, W) class index per pixel (0 = background); uint8, or uint16 past 255 classes."""
+        ids = [0] + [inst.category_id for inst in self.instances]
+        lut = np.array(ids, dtype=np.uint8 if max(ids) < 256 else np.uint16)
         return lut[self.instance_map]
 
     def visible_masks(self) -> list[np.ndarray]:
@@ -76,9 +124,13 @@ class Layout:
     @property
     def caption(self) -> str:
         """E.g. "a red circle and a blue triangle on a striped background"."""
-        phrases = [_with_article(f"{inst.colour + ' ' if inst.colour else ''}{inst.category}")
-                   for inst in self.instances]
-        text = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+        phrases = [with_article(inst.phrase) for inst in self.instances]
+        if not phrases:
+            text = "an empty scene"
+        elif len(phrases) == 1:
+            text = phrases[0]
+        else:
+            text = ", ".join(phrases[:-1]) + " and " + phrases[-1]
         if self.background:
             text += " on " + BACKGROUND_PHRASES[self.background]
         return text
@@ -89,11 +141,17 @@ class Layout:
     @classmethod
     def from_json(cls, text: str) -> "Layout":
         raw = json.loads(text)
-        raw["instances"] = tuple(Instance(**inst) for inst in raw["instances"])
+        raw["instances"] = tuple(_instance_from_dict(inst) for inst in raw["instances"])
         return cls(**raw)
 
 
-def _with_article(noun_phrase: str) -> str:
+def _instance_from_dict(raw: dict) -> Instance | MaskInstance:
+    if "rle" in raw:
+        return MaskInstance(**{**raw, "size": tuple(raw["size"])})
+    return Instance(**raw)
+
+
+def with_article(noun_phrase: str) -> str:
     return ("an " if noun_phrase[0] in "aeiou" else "a ") + noun_phrase
 
 
@@ -104,8 +162,52 @@ def sample_seeds(seed: int, index: int) -> tuple[int, int]:
             int(noise_state.generate_state(1, np.uint64)[0] >> np.uint64(1)))
 
 
+def layout_categories(spec: LayoutSpec) -> list[str]:
+    """The dataset's category names; category id ``i + 1`` is ``categories[i]``: the shapes
+    world's classes, or the kept categories of ``spec.coco_file`` in COCO id order."""
+    if spec.coco_file is not None:
+        from augment.coco_layouts import load_coco_source
+
+        return list(load_coco_source(spec).categories)
+    return list(CLASSES)
+
+
 def sample_layout(spec: LayoutSpec, seed: int, index: int) -> Layout:
-    """Draw the layout of sample ``index`` of a run seeded with ``seed`` (deterministic)."""
+    """Draw the layout of sample ``index`` of a run seeded with ``seed`` (deterministic): shapes,
+    or a layout borrowed from ``spec.coco_file``; with ``spec.background_images``, also the
+    background image it is pasted on (``extra["background_image"]``)."""
+    if spec.coco_file is not None:
+        from augment.coco_layouts import sample_coco_layout
+
+        layout = sample_coco_layout(spec, seed, index)
+    else:
+        layout = sample_shapes_layout(spec, seed, index)
+    if spec.background_images is not None:
+        layout = _with_background_image(layout, spec.background_images, seed, index)
+    return layout
+
+
+def _with_background_image(layout: Layout, folder: str, seed: int, index: int) -> Layout:
+    files = _image_files(str(Path(folder).expanduser()))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, index, 2]))
+    chosen = files[int(rng.integers(len(files)))]
+    return Layout(layout.height, layout.width, layout.background, layout.instances,
+                  layout.texture_seed, {**layout.extra, "background_image": chosen})
+
+
+@lru_cache(maxsize=4)
+def _image_files(folder: str) -> tuple[str, ...]:
+    path = Path(folder)
+    if not path.is_dir():
+        raise FileNotFoundError(f"layout.background_images: folder {path} does not exist")
+    files = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not files:
+        raise FileNotFoundError(f"layout.background_images: no .png/.jpg images in {path}")
+    return tuple(files)
+
+
+def sample_shapes_layout(spec: LayoutSpec, seed: int, index: int) -> Layout:
+    """Draw a shapes-world layout (see ``sample_layout``)."""
     rng = np.random.default_rng(sample_seeds(seed, index)[0])
     h, w = spec.height, spec.width
     probs = spec.class_probabilities()

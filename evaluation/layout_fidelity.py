@@ -43,6 +43,36 @@ def fidelity_from_predictions(semantic_pred, colour_pred, layouts: list[Layout])
             "n_images": len(layouts), "n_coloured_instances": total}
 
 
+def box_recall(semantic_pred: np.ndarray, layouts: list[Layout], threshold: float = 0.5) -> np.ndarray:
+    """Per condition instance: does a connected checker segment of its class overlap its box at
+    IoU >= ``threshold``? Returns a bool array over all visible instances, in layout order."""
+    from scipy import ndimage
+
+    hits = []
+    for pred, layout in zip(semantic_pred, layouts):
+        boxes_by_class: dict[int, list[tuple]] = {}
+        for k, inst in enumerate(layout.instances):
+            ys, xs = np.nonzero(layout.instance_map == k + 1)
+            if not len(xs):
+                continue
+            cid = inst.category_id
+            if cid not in boxes_by_class:
+                labels, count = ndimage.label(pred == cid)
+                boxes_by_class[cid] = [(s[1].start, s[0].start, s[1].stop, s[0].stop)
+                                       for s in ndimage.find_objects(labels) if s is not None]
+            truth = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+            hits.append(any(_box_iou(truth, b) >= threshold for b in boxes_by_class[cid]))
+    return np.asarray(hits, dtype=bool)
+
+
+def _box_iou(a, b) -> float:
+    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
 def dataset_layout_fidelity(root: str | Path, checker=None, batch_size: int = 128) -> dict:
     """Layout fidelity of every generated sample (status ok) of a synthmill dataset folder."""
     root = Path(root)

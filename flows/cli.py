@@ -108,14 +108,137 @@ def generate(config: Path = ConfigArg, out: Optional[Path] = OutOption,
 @app.command()
 def run(config: Path = ConfigArg, out: Optional[Path] = OutOption,
         overrides: Optional[list[str]] = SetOption) -> None:
-    """The main job: generate, then evaluate and report (as configured)."""
+    """The main job: generate the datasets, evaluate and audit them, write the report."""
     run_config = _run(_run_config, config, out, overrides)
     from flows.pipeline import pipeline
     from flows.summaries import generation_markdown
 
-    result = _run(pipeline, run_config)
-    typer.echo(generation_markdown(run_config.image.name, result["generate"]))
-    typer.echo(f"\ndataset: {result['generate']['path']}")
+    rid = run_id(f"run-{run_config.image.name}")
+    report_dir = Path(run_config.evaluate.reports_dir if run_config.evaluate else "reports") / rid
+    result = _run(pipeline, run_config, str(report_dir), {"run id": rid, "config": str(config)})
+    for summary in result["generate"]:
+        typer.echo(generation_markdown(Path(summary["path"]).name, summary) + "\n")
+    if result["report"]:
+        typer.echo((Path(result["report"]["summary"])).read_text().split("\n## ")[0])
+        typer.echo(f"metrics: {report_dir / 'metrics.csv'}")
+        typer.echo(f"report:  {result['report']['html']}")
+    else:
+        typer.echo(f"dataset: {result['generate'][0]['path']}")
+
+
+def run_id(prefix: str) -> str:
+    from datetime import datetime
+
+    return f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+ReferenceOption = typer.Option(None, "--reference", "-r",
+                               help="Image folder, dataset, COCO .json or stats .npz.")
+EvalConfigOption = typer.Option(None, "--config", help="YAML EvalSpec.")
+
+
+def _print_metrics(metrics_csv: str) -> None:
+    import pandas as pd
+
+    table = pd.read_csv(metrics_csv)
+    cols = ["dataset", "metric", "group", "value", "ci_low", "ci_high", "n"]
+    typer.echo(table[table.group == "all"][cols].round(4).to_string(index=False))
+
+
+@app.command()
+def evaluate(
+    dataset: Path = typer.Argument(..., help="Synthmill dataset folder (or an image folder)."),
+    reference: Optional[str] = ReferenceOption,
+    config: Optional[Path] = EvalConfigOption,
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default reports/<run-id>)."),
+    overrides: Optional[list[str]] = SetOption,
+) -> None:
+    """FID, KID, IS, precision/recall, CLIP alignment, layout fidelity, diversity, memorization:
+    each with N and a confidence interval; writes metrics.csv, summary.md and report.html."""
+    from augment.config import EvalSpec, ReportSpec
+
+    spec = _run(_load, config, EvalSpec, overrides)
+    rid = run_id(f"eval-{dataset.name}")
+    out = out or Path(spec.reports_dir) / rid
+    from flows.evaluate import evaluate_flow
+
+    paths = _run(evaluate_flow, str(dataset), spec, reference, str(out), ReportSpec(), {"run id": rid})
+    _print_metrics(paths["metrics"])
+    typer.echo(f"\nmetrics: {paths['metrics']}\nreport:  {paths['html']}")
+
+
+@app.command()
+def compare(
+    datasets: list[Path] = typer.Argument(..., help="Two or more dataset folders."),
+    reference: Optional[str] = ReferenceOption,
+    config: Optional[Path] = EvalConfigOption,
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default reports/<run-id>)."),
+    overrides: Optional[list[str]] = SetOption,
+) -> None:
+    """Line up several datasets/generators in one table: best per metric, ties within intervals."""
+    from augment.config import EvalSpec, ReportSpec
+
+    spec = _run(_load, config, EvalSpec, overrides)
+    rid = run_id("compare")
+    out = out or Path(spec.reports_dir) / rid
+    from flows.compare import compare_flow
+
+    paths = _run(compare_flow, [str(d) for d in datasets], spec, reference, str(out),
+                 ReportSpec(title="synthmill comparison"), {"run id": rid})
+    _print_metrics(paths["metrics"])
+    typer.echo(f"\nmetrics: {paths['metrics']}\nreport:  {paths['html']}")
+
+
+@app.command("report")
+def report_cmd(
+    run_dirs: list[Path] = typer.Argument(..., help="Evaluation folders holding metrics.csv."),
+    out: Path = typer.Option(..., "--out", help="Folder for the merged report."),
+    datasets: Optional[list[Path]] = typer.Option(None, "--dataset", help="Dataset folders to show."),
+) -> None:
+    """(Re)write summary.md and report.html from existing metrics.csv files."""
+    from augment.config import ReportSpec
+    from evaluation.suite import report
+
+    files = [d / "metrics.csv" for d in run_dirs]
+    for f in files:
+        if not f.exists():
+            _fail(f"{f} not found: pass folders written by `synthmill evaluate` or `compare`")
+    paths = _run(report, files, datasets or [], out, ReportSpec())
+    typer.echo(f"report: {paths['html']}")
+
+
+@app.command()
+def reference(
+    source: Path = typer.Argument(..., help="Image folder, synthmill dataset or COCO .json."),
+    out: Path = typer.Option(..., "--out", help="Output .npz of reference features."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Image folder of a COCO file."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML EvalSpec (extractor)."),
+    overrides: Optional[list[str]] = SetOption,
+) -> None:
+    """Compute a reference set's features once; pass the .npz to --reference afterwards."""
+    from augment.config import EvalSpec
+    from evaluation.evaluate import reference_from_set, save_reference
+    from evaluation.extractors_for_eval import fidelity_extractor
+
+    spec = _run(_load, config, EvalSpec, overrides)
+    ref, _ = _run(reference_from_set, source, spec, _run(fidelity_extractor, spec), images)
+    save_reference(ref, out)
+    typer.echo(f"saved {len(ref.features)} reference features ({ref.extractor}) to {out}")
+
+
+@app.command("convert-weights")
+def convert_weights(src: Path = typer.Argument(..., help="A .pth state dict (tensors only)."),
+                    dst: Path = typer.Argument(..., help="Output .safetensors file.")) -> None:
+    """Convert a PyTorch state dict to safetensors with a tensors-only unpickler (weights_only)."""
+    import torch
+    from safetensors.torch import save_file
+
+    def convert():
+        state = torch.load(src, map_location="cpu", weights_only=True)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(dst))
+
+    _run(convert)
+    typer.echo(f"wrote {dst}")
 
 
 @train_app.command("shapes")

@@ -24,7 +24,8 @@ category_id - 1; coordinates are normalised by the image width W and height H.
   object seen through another's interior) cannot be expressed and are filled. A contour of fewer
   than 3 vertices (a region one pixel wide) repeats its last vertex, so every row stays valid.
 
-An image with no visible instance gets an empty label file (a background image).
+An image with no visible instance gets an empty label file (a background image). A boxes-only
+dataset (``masks=False``, e.g. the ``gligen`` backend) gets ``yolo/detect`` only.
 """
 
 from __future__ import annotations
@@ -106,11 +107,13 @@ def yolo_labels_for_sample(instance_map: np.ndarray, instances: list[dict],
     return detect, segment
 
 
-def write_yolo(root: str | Path, manifest: pd.DataFrame, categories: list[str]) -> Path:
-    """Write ``yolo/detect`` and ``yolo/segment`` for the kept, ok samples of ``manifest``
-    (atomically, file by file; calling again overwrites). Returns the ``yolo`` folder."""
+def write_yolo(root: str | Path, manifest: pd.DataFrame, categories: list[str],
+               masks: bool = True) -> Path:
+    """Write ``yolo/detect`` and ``yolo/segment`` (only ``detect`` when ``masks`` is False) for
+    the kept, ok samples of ``manifest`` (atomically, file by file; calling again overwrites).
+    Returns the ``yolo`` folder."""
     root = Path(root)
-    folders = {task: root / "yolo" / task for task in TASKS}
+    folders = {task: root / "yolo" / task for task in (TASKS if masks else TASKS[:1])}
     lists: dict[str, list[str]] = {split: [] for split in SPLITS}
     for row in tqdm(exported_rows(manifest), desc="YOLO export", unit="image", disable=None):
         image = Path(row["image"])
@@ -122,7 +125,8 @@ def write_yolo(root: str | Path, manifest: pd.DataFrame, categories: list[str]) 
         check_categories(instances, categories, row["id"])
         labels = dict(zip(TASKS, yolo_labels_for_sample(instance_map, instances, row["id"])))
         label_file = Path("labels", *image.parts[1:]).with_suffix(".txt")
-        for task, lines in labels.items():
+        for task in folders:
+            lines = labels[task]
             atomic_write_text(folders[task] / label_file, "".join(f"{x}\n" for x in lines))
         lists[row["split"]].append(f"./{image.as_posix()}")
     for split, lines in lists.items():

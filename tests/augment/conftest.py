@@ -95,3 +95,43 @@ def dataset(tmp_path) -> FakeDataset:
     manifest, layouts = build_dataset(root)
     special = {name: N_SAMPLED + i for i, name in enumerate(special_layouts())}
     return FakeDataset(root, manifest, layouts, [i for i in layouts if i not in (2, 3)], special)
+
+
+def write_coco_file(path: Path) -> Path:
+    """A small COCO instances file: non-contiguous category ids listed out of order, polygons,
+    uncompressed and compressed RLE, a crowd annotation, and an image with only a crowd."""
+    from pycocotools import mask as mask_utils
+
+    car = np.zeros((40, 60), dtype=np.uint8, order="F")
+    car[20:36, 30:58] = 1
+    car_rle = mask_utils.encode(car)
+    dog = np.zeros((40, 60), dtype=np.uint8)
+    dog[2:12, 40:55] = 1
+    flat = dog.flatten(order="F")  # uncompressed RLE counts: runs of 0, 1, 0, ... in F order
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    counts = np.diff(np.concatenate([[0], changes, [flat.size]])).tolist()
+    annotations = [
+        {"id": 1, "image_id": 10, "category_id": 1, "iscrowd": 0, "area": 600.0,
+         "segmentation": [[5, 5, 25, 5, 25, 35, 5, 35]]},
+        {"id": 2, "image_id": 10, "category_id": 18, "iscrowd": 0, "area": 150.0,
+         "segmentation": {"size": [40, 60], "counts": counts}},
+        {"id": 3, "image_id": 10, "category_id": 3, "iscrowd": 0, "area": 448.0,
+         "segmentation": {"size": [40, 60], "counts": car_rle["counts"].decode("ascii")}},
+        {"id": 4, "image_id": 20, "category_id": 18, "iscrowd": 0, "area": 900.0,
+         "segmentation": [[10, 10, 40, 10, 40, 40, 10, 40]]},
+        {"id": 5, "image_id": 30, "category_id": 1, "iscrowd": 1, "area": 100.0,
+         "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]},
+    ]
+    coco = {"images": [{"id": 10, "height": 40, "width": 60, "file_name": "a.jpg"},
+                       {"id": 20, "height": 50, "width": 50, "file_name": "b.jpg"},
+                       {"id": 30, "height": 30, "width": 30, "file_name": "c.jpg"}],
+            "categories": [{"id": 18, "name": "dog"}, {"id": 1, "name": "person"},
+                           {"id": 3, "name": "car"}],
+            "annotations": annotations}
+    path.write_text(json.dumps(coco))
+    return path
+
+
+@pytest.fixture
+def coco_file(tmp_path) -> Path:
+    return write_coco_file(tmp_path / "instances.json")

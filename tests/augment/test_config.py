@@ -82,3 +82,51 @@ def test_assignment_is_validated_too():
     spec = SamplerSpec()
     with pytest.raises(ValidationError):
         spec.steps = -1
+
+
+def test_real_backends_need_their_weights_and_refuse_foreign_options():
+    from augment.config import ModelSpec
+
+    with pytest.raises(ValidationError, match="path: backend 'gligen' has no embedded weights"):
+        ModelSpec(backend="gligen")
+    with pytest.raises(ValidationError, match="controlnet: required for backend 'controlnet-seg'"):
+        ModelSpec(backend="controlnet-seg", path="a/b")
+    with pytest.raises(ValidationError, match="controlnet: required"):
+        ModelSpec(backend="gligen", path="a/b", controlnet="c/d")
+    with pytest.raises(ValidationError, match="palette, palette_background: only"):
+        ModelSpec(backend="gligen", path="a/b", palette={"circle": "ball"})
+    with pytest.raises(ValidationError, match="compile_unet, vae_tiling: only for the Stable"):
+        ModelSpec(compile_unet=True, vae_tiling=True)
+    with pytest.raises(ValidationError, match="cpu_offload: needs a GPU"):
+        ModelSpec(backend="gligen", path="a/b", cpu_offload=True)
+    with pytest.raises(ValidationError, match="'hexagon' is not an ADE20K class"):
+        ModelSpec(backend="controlnet-seg", path="a/b", controlnet="c/d",
+                  palette={"circle": "hexagon"})
+    with pytest.raises(ValidationError, match="0..255"):
+        ModelSpec(backend="controlnet-seg", path="a/b", controlnet="c/d",
+                  palette={"circle": (0, 300, 0)})
+    spec = ModelSpec(backend="controlnet-seg", path="a/b", controlnet="c/d", device="cuda",
+                     cpu_offload=True, compile_unet=True, palette={"circle": [1, 2, 3]})
+    assert spec.palette == {"circle": (1, 2, 3)}
+
+
+def test_prompt_template_placeholders_are_checked():
+    assert SamplerSpec(prompt_template="a photo of {caption}, {classes}").prompt_template
+    with pytest.raises(ValidationError, match=r"(?s)prompt_template.*unknown placeholders \['colour'\]"):
+        SamplerSpec(prompt_template="{colour} thing")
+    with pytest.raises(ValidationError, match="prompt_template"):
+        SamplerSpec(prompt_template="{caption")
+
+
+def test_verification_method_follows_the_backend_and_clip_needs_local_weights(tmp_path):
+    from augment.config import ModelSpec, VerifySpec
+
+    real = ModelSpec(backend="gligen", path="a/b")
+    assert VerifySpec().resolved_method("shapes-tiny") == "checker"
+    assert VerifySpec(clip_checkpoint="w.safetensors").resolved_method("gligen") == "clip"
+    assert VerifySpec(enabled=False, method="clip").resolved_method("gligen") == "none"
+    with pytest.raises(ValidationError, match="verify.clip_checkpoint: verification of backend"):
+        ImageJob(model=real)
+    assert ImageJob(model=real, verify={"method": "none"}).verify.method == "none"
+    with pytest.raises(ValidationError, match="layout.background_images: only for backend"):
+        ImageJob(layout={"background_images": str(tmp_path)})

@@ -1,0 +1,171 @@
+"""Line up several evaluated runs: one row per dataset, one column per metric, best and ties marked.
+
+Tie rule: in each column the best finite value is marked ``best``; another run is a ``tie`` when
+its interval overlaps an interval of a best run (``lo_a <= hi_b and lo_b <= hi_a``). A run without
+an interval, or a column whose best run has none, makes no tie claim. Overlapping intervals do not
+show two runs are equal; they show this evaluation cannot rank them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal, Mapping, Sequence
+
+import pandas as pd
+
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "fid": False, "fid_infinity": False, "kid": False, "memorization_rate": False,
+    "near_duplicate_rate": False, "unreadable_images": False,
+    "precision": True, "recall": True, "coverage": True, "density": True,
+    "inception_score": True, "clip_score": True, "clip_score_100": True, "vendi": True,
+}
+"""Direction of the metrics evaluation writes; others follow the prefix rules of
+``higher_is_better``."""
+
+_PREFIX_RULES: tuple[tuple[str, bool], ...] = (
+    ("bias_", False),  # a bias figure measures distance from the target distribution
+    ("clip_", True), ("layout_", True), ("vendi", True),
+)
+
+Mark = Literal["best", "tie", ""]
+
+
+def higher_is_better(metric: str) -> bool:
+    """Direction of ``metric``: the explicit table, then prefix rules, else higher is better."""
+    if metric in HIGHER_IS_BETTER:
+        return HIGHER_IS_BETTER[metric]
+    for prefix, higher in _PREFIX_RULES:
+        if metric.startswith(prefix):
+            return higher
+    return True
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run's figure for one metric column of the comparison table."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    mark: Mark = ""
+
+    @property
+    def has_interval(self) -> bool:
+        return math.isfinite(self.ci_low) and math.isfinite(self.ci_high)
+
+    def __str__(self) -> str:
+        text = format_number(self.value)
+        if self.has_interval:
+            text += f" [{format_number(self.ci_low)}, {format_number(self.ci_high)}]"
+        text += f" N={self.n}"
+        return f"{text} ({self.mark})" if self.mark else text
+
+
+def format_number(x: float) -> str:
+    """Four significant digits; "n/a" for NaN (a skipped figure)."""
+    return "n/a" if not math.isfinite(x) else f"{x:.4g}"
+
+
+def mark_column(cells: Sequence[Cell | None], higher: bool) -> list[Cell | None]:
+    """The cells with ``best`` / ``tie`` marks (module docstring); None stays None.
+
+    Marks need two or more finite values: one run alone is not "best" at anything.
+    """
+    finite = [c for c in cells if c is not None and math.isfinite(c.value)]
+    if len(finite) < 2:
+        return list(cells)
+    best_value = (max if higher else min)(c.value for c in finite)
+    best = [c for c in finite if c.value == best_value and c.has_interval]
+    out: list[Cell | None] = []
+    for c in cells:
+        if c is None or not math.isfinite(c.value):
+            out.append(c)
+            continue
+        mark: Mark = ""
+        if c.value == best_value:
+            mark = "best"
+        elif c.has_interval and any(c.ci_low <= b.ci_high and b.ci_low <= c.ci_high for b in best):
+            mark = "tie"
+        out.append(replace(c, mark=mark))
+    return out
+
+
+def column_name(metric: str, group: str) -> str:
+    return metric if group == "all" else f"{metric} [{group}]"
+
+
+def comparison_table(metrics: pd.DataFrame, directions: Mapping[str, bool] | None = None,
+                     runs: pd.DataFrame | None = None,
+                     groups: Sequence[str] = ("all",)) -> pd.DataFrame:
+    """One row per dataset, one ``Cell`` column per (metric, group), best and ties marked.
+
+    ``metrics``: several metrics.csv tables concatenated (evaluate.COLUMNS). ``directions``
+    overrides ``higher_is_better`` per metric. ``runs``: one row per dataset with a ``dataset``
+    column and descriptor columns (generator, scheduler, steps, images_per_second, ...; see
+    ``runs_table``), placed before the metric columns. ``groups`` picks which groups become columns
+    (``"all"`` = overall figures, named by the metric alone; others ``"metric [group]"``).
+    The index is the dataset name; a cell is None where a run lacks that figure.
+    """
+    directions = dict(directions or {})
+    rows = metrics[metrics["group"].isin(groups)]
+    dup = rows.duplicated(["dataset", "metric", "group"])
+    if dup.any():
+        first = rows[dup].iloc[0]
+        raise ValueError(f"metrics hold dataset {first['dataset']!r}, metric {first['metric']!r}, "
+                         f"group {first['group']!r} more than once: give each run its own "
+                         "dataset name")
+    datasets = list(dict.fromkeys(metrics["dataset"]))
+    columns: dict[str, list[Cell | None]] = {}
+    for (metric, group), part in rows.groupby(["metric", "group"], sort=False):
+        by_dataset = {r.dataset: Cell(float(r.value), float(r.ci_low), float(r.ci_high), int(r.n))
+                      for r in part.itertuples()}
+        higher = directions.get(metric, higher_is_better(metric))
+        columns[column_name(metric, group)] = mark_column([by_dataset.get(d) for d in datasets],
+                                                          higher)
+    table = pd.DataFrame(columns, index=pd.Index(datasets, name="dataset"), dtype=object)
+    if runs is None:
+        return table
+    descriptors = runs.set_index("dataset").reindex(datasets)
+    return pd.concat([descriptors, table], axis=1)
+
+
+def throughput(dataset_dir: str | Path) -> float:
+    """Generation throughput in images/s: manifest samples / sum of per-sample seconds.
+
+    Counts every generated sample (dropped and failed ones took time too); NaN when no time
+    was recorded.
+    """
+    manifest = pd.read_parquet(Path(dataset_dir) / "manifest.parquet", columns=["seconds"])
+    seconds = float(manifest["seconds"].sum())
+    return len(manifest) / seconds if seconds > 0 else float("nan")
+
+
+def run_descriptors(dataset_dir: str | Path) -> dict:
+    """What distinguishes one generation run: backend, model, sampler settings, counts, images/s.
+
+    Read from the dataset folder (manifest.parquet, dataset.json); a setting that varies inside
+    the run lists its distinct values.
+    """
+    root = Path(dataset_dir)
+    manifest = pd.read_parquet(root / "manifest.parquet")
+    out: dict = {"dataset": root.name}
+    for col in ("backend", "model", "scheduler", "steps", "guidance"):
+        if col in manifest:
+            values = sorted(manifest[col].dropna().unique().tolist())
+            out[col] = values[0] if len(values) == 1 else ", ".join(map(str, values))
+    info_path = root / "dataset.json"
+    counts = json.loads(info_path.read_text()).get("counts", {}) if info_path.exists() else {}
+    out["samples"] = len(manifest)
+    out["kept"] = counts.get("kept", int(manifest["kept"].sum()))
+    out["images_per_second"] = round(throughput(root), 3)
+    return out
+
+
+def runs_table(dataset_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """``run_descriptors`` of each synthmill dataset folder (others are left out), one row each."""
+    rows = [run_descriptors(d) for d in dataset_dirs if (Path(d) / "manifest.parquet").exists()]
+    return pd.DataFrame(rows, columns=None if rows else ["dataset"])

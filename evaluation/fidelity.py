@@ -1,0 +1,125 @@
+"""Fidelity figures from cached features, computed by torch-fidelity's feature-level functions.
+
+FID (Heusel et al. 2017), KID (Binkowski et al. 2018), IS (Salimans et al. 2016) and precision /
+recall (Kynkaanniemi et al. 2019) all come from one feature pass per set; each figure carries N and
+an interval: a bootstrap over the synthetic samples for FID, the metric's own spread over subsets
+or splits for KID and IS, and Wilson intervals for precision and recall.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
+from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
+
+from evaluation.stats import subsample_interval, wilson_interval
+
+FID_MIN_N = 2048  # below this, FID is biased upward enough to mislead (Chong & Forsyth 2020)
+
+
+@dataclass
+class Figure:
+    """One reported number: a row of metrics.csv."""
+
+    metric: str
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    group: str = "all"
+    details: str = ""
+
+
+def _t(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
+
+
+def statistics(features: np.ndarray) -> dict:
+    """Mean and covariance of features (N, D), as torch-fidelity computes them."""
+    return fid_features_to_statistics(_t(features))
+
+
+def frechet_distance(stats_1: dict, stats_2: dict) -> float:
+    return float(fid_statistics_to_metric(stats_1, stats_2, verbose=False)[KEY_METRIC_FID])
+
+
+def fid(gen: np.ndarray, ref_stats: dict, n_ref: int, rounds: int = 100, confidence: float = 0.95,
+        seed: int = 0, group: str = "all") -> Figure:
+    """FID of generated features against reference statistics.
+
+    The interval is a delete-d jackknife over the generated set (the reference is fixed): the
+    uncertainty due to the finite synthetic sample. A plain bootstrap would repeat samples, which
+    shrinks the covariance and pushes every replicate's FID above the estimate.
+    """
+    value = frechet_distance(statistics(gen), ref_stats)
+    lo, hi = subsample_interval(lambda idx: frechet_distance(statistics(gen[idx]), ref_stats),
+                                len(gen), value, rounds, confidence, seed)
+    details = (f"delete-d jackknife ({rounds} subsets of 80%) over generated samples; "
+               f"reference n={n_ref}")
+    if min(len(gen), n_ref) < FID_MIN_N:
+        details += (f"; WARNING: FID is biased upward below {FID_MIN_N} samples per set "
+                    "(compare KID, which is unbiased, or fid_infinity)")
+    return Figure("fid", value, lo, hi, len(gen), group, details)
+
+
+def fid_infinity(gen: np.ndarray, ref_stats: dict, points: int = 10, seed: int = 0,
+                 group: str = "all") -> Figure:
+    """FID extrapolated to infinite N (Chong & Forsyth 2020): fit FID_N = a + b / N on subsets of
+    sizes N/5..N and report a; the interval is +-1.96 standard errors of the fitted intercept."""
+    rng = np.random.default_rng(seed)
+    sizes = np.linspace(max(len(gen) // 5, 10), len(gen), points).astype(int)
+    values = [frechet_distance(statistics(gen[rng.choice(len(gen), n, replace=False)]), ref_stats)
+              for n in sizes]
+    coef, cov = np.polyfit(1.0 / sizes, values, 1, cov=True)
+    se = float(np.sqrt(cov[1, 1]))
+    return Figure("fid_infinity", float(coef[1]), float(coef[1] - 1.96 * se),
+                  float(coef[1] + 1.96 * se), len(gen), group,
+                  f"linear fit of FID over 1/N at N={sizes.tolist()}")
+
+
+def kid(gen: np.ndarray, ref: np.ndarray, subset_size: int = 1000, subsets: int = 100,
+        seed: int = 0, group: str = "all") -> Figure:
+    """Unbiased KID (polynomial kernel MMD^2) averaged over random subsets; interval = mean +- std."""
+    size = min(subset_size, len(gen), len(ref))
+    out = kid_features_to_metric(_t(gen), _t(ref), kid_subsets=subsets, kid_subset_size=size,
+                                 kid_kernel="poly", kid_kernel_poly_degree=3,
+                                 kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=1,
+                                 rng_seed=seed, verbose=False)
+    mean, std = out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD]
+    return Figure("kid", mean, mean - std, mean + std, len(gen), group,
+                  f"{subsets} subsets of {size}; interval = mean +- std over subsets")
+
+
+def inception_score(logits: np.ndarray, splits: int = 10, seed: int = 0,
+                    group: str = "all") -> Figure:
+    """IS over ``splits`` splits; interval = mean +- std over splits (torch-fidelity's figure)."""
+    splits = max(1, min(splits, len(logits) // 2))
+    out = isc_features_to_metric(torch.from_numpy(np.asarray(logits, dtype=np.float32)),
+                                 splits=splits, shuffle=True, rng_seed=seed)
+    mean, std = out[KEY_METRIC_ISC_MEAN], out[KEY_METRIC_ISC_STD]
+    return Figure("inception_score", mean, mean - std, mean + std, len(logits), group,
+                  f"{splits} splits; interval = mean +- std over splits")
+
+
+def precision_recall(gen: np.ndarray, ref: np.ndarray, neighborhood: int = 3,
+                     confidence: float = 0.95, group: str = "all") -> list[Figure]:
+    """Improved precision and recall (k-NN manifolds); Wilson intervals over samples."""
+    if min(len(gen), len(ref)) <= neighborhood:
+        return []
+    out = prc_features_to_metric(torch.from_numpy(np.asarray(gen, np.float32)),
+                                 torch.from_numpy(np.asarray(ref, np.float32)),
+                                 prc_neighborhood=neighborhood, prc_batch_size=10000,
+                                 save_cpu_ram=False, verbose=False)
+    figures = []
+    for metric, key, n in (("precision", KEY_METRIC_PRECISION, len(gen)),
+                           ("recall", KEY_METRIC_RECALL, len(ref))):
+        value = float(out[key])
+        lo, hi = wilson_interval(round(value * n), n, confidence)
+        figures.append(Figure(metric, value, lo, hi, n, group,
+                              f"k={neighborhood}; Wilson interval over {n} samples, manifolds fixed"))
+    return figures

@@ -1,0 +1,76 @@
+"""Evaluate several datasets against one reference, audit, and write one report: the plain-library
+steps the evaluate / compare / pipeline flows wire together."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from augment.config import AuditSpec, EvalSpec, ReportSpec
+from evaluation.evaluate import evaluate_dataset, figures_table, write_metrics
+
+
+def evaluate_one(dataset: str | Path, spec: EvalSpec, reference: str | Path | None,
+                 out_dir: str | Path) -> Path:
+    """Evaluate one dataset into ``out_dir`` (metrics.csv, metrics.json, memorization.json)."""
+    out_dir = Path(out_dir)
+    result = evaluate_dataset(dataset, spec, reference, out_dir)
+    if result.memorization and "pairs" in result.memorization:
+        (out_dir / "memorization.json").write_text(json.dumps(
+            {"threshold": result.memorization["threshold"], "pairs": result.memorization["pairs"]}))
+    return out_dir / "metrics.csv"
+
+
+def audit_one(dataset: str | Path, spec: AuditSpec, eval_spec: EvalSpec, out_dir: str | Path) -> Path:
+    """Bias audit of ``dataset`` into ``out_dir`` (metrics.csv rows + distribution.csv)."""
+    from evaluation.audit import audit_summary, run_audit
+    from evaluation.evaluate import _table
+
+    figures, distribution, audits = run_audit(dataset, spec, eval_spec)
+    out_dir = Path(out_dir)
+    table = figures_table(figures, Path(dataset).name, "", f"audit:{spec.method}")
+    write_metrics(table, out_dir, {"dataset": str(dataset), "audit": spec.model_dump(mode="json"),
+                                   "summary": audit_summary(audits)})
+    distribution.to_csv(out_dir / "distribution.csv", index=False)
+    (out_dir / "audit.txt").write_text(audit_summary(audits) + "\n")
+    return out_dir / "metrics.csv"
+
+
+def report(metrics_files: list[str | Path], datasets: list[str | Path], out_dir: str | Path,
+           spec: ReportSpec, run_info: dict | None = None) -> dict[str, Path]:
+    """Merge per-dataset metrics into ``out_dir/metrics.csv`` and write summary.md + report.html."""
+    from evaluation.plots import attribute_distribution, image_png
+    from evaluation.report import Picture, Section, write_report
+
+    out_dir = Path(out_dir)
+    table = pd.concat([pd.read_csv(f) for f in metrics_files], ignore_index=True)
+    write_metrics(table, out_dir, {"datasets": [str(d) for d in datasets],
+                                   "parts": [str(f) for f in metrics_files]})
+    sections = []
+    for f in metrics_files:
+        folder = Path(f).parent
+        if (folder / "distribution.csv").exists():
+            dist = pd.read_csv(folder / "distribution.csv")
+            text = (folder / "audit.txt").read_text()
+            sections.append(Section(
+                f"Bias audit ({folder.name}): attribute left to the generator",
+                text=text, table=dist, images=[Picture(attribute_distribution(dist),
+                                                       "share of each value per group")]))
+        if (folder / "memorization.json").exists() and spec.memorization_examples:
+            memo = json.loads((folder / "memorization.json").read_text())
+            pictures = []
+            for gen_path, train_path, dist in memo["pairs"][:spec.memorization_examples]:
+                flag = "FLAGGED" if dist < memo["threshold"] else "not flagged"
+                pictures += [Picture(image_png(gen_path), f"generated {Path(gen_path).name}"),
+                             Picture(image_png(train_path),
+                                     f"nearest reference {Path(train_path).name}: distance "
+                                     f"{dist:.4f} ({flag}; line {memo['threshold']:.4f})")]
+            sections.append(Section(f"Closest pairs to the reference ({folder.name})",
+                                    text="Generated samples nearest to a reference image; a pair "
+                                         "closer than the calibrated line counts as memorized.",
+                                    images=pictures, columns=2))
+    return write_report(out_dir, table, [Path(d) for d in datasets], title=spec.title,
+                        sections=sections, run_info=run_info,
+                        samples_per_class=spec.samples_per_class)

@@ -1,0 +1,103 @@
+"""Fidelity figures against independent computations and worlds with a known answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import linalg
+
+from evaluation.fidelity import (fid, fid_infinity, frechet_distance, inception_score, kid,
+                                 precision_recall, statistics)
+from evaluation.stats import bootstrap_ci, mean_ci, wilson_interval
+
+rng = np.random.default_rng(0)
+
+
+def gaussian(n, d=16, shift=0.0, scale=1.0, seed=0):
+    r = np.random.default_rng(seed)
+    return r.normal(shift, scale, size=(n, d))
+
+
+def direct_frechet(a, b):
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+def direct_unbiased_mmd2(x, y):
+    d = x.shape[1]
+    k = lambda a, b: (a @ b.T / d + 1) ** 3  # noqa: E731  (KID's polynomial kernel)
+    m = len(x)
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    return ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+            - 2 * kxy.mean())
+
+
+def test_frechet_distance_matches_scipy():
+    a, b = gaussian(500, seed=1), gaussian(500, shift=0.3, scale=1.2, seed=2)
+    ours = frechet_distance(statistics(a), statistics(b))
+    assert ours == pytest.approx(direct_frechet(a, b), rel=1e-4)
+
+
+def test_kid_matches_the_unbiased_mmd_formula():
+    a, b = gaussian(200, seed=3), gaussian(200, shift=0.2, seed=4)
+    # one subset holding every sample: KID is exactly the unbiased MMD^2 of the two sets
+    figure = kid(a, b, subset_size=200, subsets=1)
+    assert figure.value == pytest.approx(direct_unbiased_mmd2(a, b), rel=1e-6)
+
+
+def test_identical_sets_score_perfectly():
+    a = gaussian(400, seed=5)
+    assert fid(a, statistics(a), len(a), rounds=0).value == pytest.approx(0.0, abs=1e-6)
+    # KID is unbiased: two independent draws of one distribution average ~0, unlike a shift
+    same = kid(a, gaussian(400, seed=55), subset_size=200, subsets=50).value
+    assert abs(same) < 0.2 * kid(a, gaussian(400, shift=0.3, seed=55), 200, 50).value
+    p, r = precision_recall(a, a)
+    assert p.value == pytest.approx(1.0) and r.value == pytest.approx(1.0)
+
+
+def test_distance_grows_with_the_shift():
+    ref = gaussian(600, seed=6)
+    fids = [fid(gaussian(600, shift=s, seed=7), statistics(ref), 600, rounds=0).value
+            for s in (0.0, 0.2, 0.5, 1.0)]
+    kids = [kid(gaussian(600, shift=s, seed=7), ref, 300, 20).value for s in (0.0, 0.2, 0.5, 1.0)]
+    assert fids == sorted(fids) and kids == sorted(kids) and fids[-1] > 10 * fids[0]
+
+
+def test_fid_interval_brackets_the_value_and_warns_below_2048():
+    a, b = gaussian(300, seed=8), gaussian(300, shift=0.5, seed=9)
+    figure = fid(a, statistics(b), len(b), rounds=50)
+    assert figure.ci_low <= figure.value * 1.05 and figure.ci_high >= figure.value * 0.95
+    assert "biased upward" in figure.details and figure.n == 300
+
+
+def test_collapsed_generator_has_low_recall():
+    ref = gaussian(400, seed=10)
+    collapsed = np.repeat(ref[:1], 400, axis=0) + 1e-3 * gaussian(400, seed=11)
+    p, r = precision_recall(collapsed, ref)
+    assert r.value < 0.05 and p.value > 0.9
+    assert r.ci_low <= r.value <= r.ci_high
+
+
+def test_inception_score_is_higher_for_balanced_confident_classes():
+    balanced = np.eye(10)[np.arange(500) % 10] * 20
+    one_class = np.eye(10)[np.zeros(500, int)] * 20
+    hi, lo = inception_score(balanced, splits=1), inception_score(one_class, splits=1)
+    assert hi.value == pytest.approx(10, rel=1e-3) and lo.value == pytest.approx(1, rel=1e-3)
+
+
+def test_fid_infinity_extrapolates_a_known_bias():
+    ref = gaussian(4000, d=8, seed=12)
+    figure = fid_infinity(gaussian(2000, d=8, seed=13), statistics(ref))
+    finite = fid(gaussian(2000, d=8, seed=13), statistics(ref), 4000, rounds=0).value
+    assert figure.value < finite  # the 1/N bias is removed
+
+
+def test_wilson_and_bootstrap_intervals():
+    lo, hi = wilson_interval(50, 100)
+    assert lo < 0.5 < hi and hi - lo == pytest.approx(0.19, abs=0.01)
+    values = np.random.default_rng(1).normal(3, 1, 400)
+    mean, lo, hi = mean_ci(values)
+    assert lo < 3 < hi and hi - lo == pytest.approx(2 * 1.96 / 20, rel=0.2)
+    assert np.isnan(bootstrap_ci(lambda i: 0.0, 1)[0])

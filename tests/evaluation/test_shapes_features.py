@@ -1,0 +1,219 @@
+"""The shapes-features extractor: embedded weights on unseen real scenes, the torch-fidelity contract
+(registration, one calculate_metrics call, the same features as extract()), invariances, bad files."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torch_fidelity
+from safetensors.torch import load_file
+from torch.utils.data import Dataset
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_isc import isc_features_to_metric
+from torch_fidelity.metric_kid import kid_features_to_metric
+from torch_fidelity.metric_prc import prc_features_to_metric
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
+
+from augment.layouts import Instance, Layout, render_scene, sample_layout
+from augment.shapes.world import BACKGROUNDS, CLASSES, COLOURS
+from augment.training.scenes import render_scenes, world_layout_spec
+from evaluation.extractors.shapes_features import (CLASS_NAMES, EMBEDDED_SHAPES_FEATURES, EXTRACTOR_NAME,
+                                                   ShapesFeatureExtractor, class_index, extract,
+                                                   load_shapes_features, register, weights_sha256)
+from evaluation.training.shapes_features import scene_targets, train_shapes_features
+
+UNSEEN_SEED = 9_876  # neither the training seed (0) nor the held-out one (1)
+WORLD = world_layout_spec(64, skewed=False)
+FIDELITY_KWARGS = dict(  # what one calculate_metrics call on small in-memory sets needs, offline on CPU
+    feature_extractor=EXTRACTOR_NAME, feature_layer_isc="logits_unbiased", feature_layer_fid="features",
+    feature_layer_kid="features", feature_layer_prc="features", isc=True, fid=True, kid=True, prc=True,
+    cuda=False, batch_size=32, isc_splits=2, kid_subset_size=32, save_cpu_ram=True, cache=False,
+    verbose=False)
+
+
+class Images(Dataset):
+    """uint8 (3, H, W) tensors, as torch-fidelity wants them."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_shapes_features()
+
+
+@pytest.fixture(scope="module")
+def unseen():
+    """192 real scenes of an unseen seed: (SceneArrays, uint8 images (192, 3, 64, 64))."""
+    scenes = render_scenes(WORLD, UNSEEN_SEED, 0, 192)
+    return scenes, torch.from_numpy(scenes.images)
+
+
+@pytest.fixture(scope="module")
+def two_sets(unseen):
+    """Two sets of 64 real scenes from different seeds."""
+    other = torch.from_numpy(render_scenes(WORLD, UNSEEN_SEED + 1, 0, 64).images)
+    return unseen[1][:64], other
+
+
+@pytest.fixture(scope="module")
+def metrics(two_sets):
+    register()
+    return torch_fidelity.calculate_metrics(input1=Images(two_sets[0]), input2=Images(two_sets[1]),
+                                            **FIDELITY_KWARGS)
+
+
+def test_embedded_weights_are_small_fp16_and_match_the_recipe_defaults(model):
+    weights = EMBEDDED_SHAPES_FEATURES / "model.safetensors"
+    assert weights.stat().st_size < 1_000_000
+    assert {t.dtype for t in load_file(weights).values()} <= {torch.float16, torch.int64}
+    report = json.loads((EMBEDDED_SHAPES_FEATURES / "training.json").read_text())
+    assert report["parameters"] == sum(p.numel() for p in model.parameters())
+    defaults = {name: p.default for name, p in inspect.signature(train_shapes_features).parameters.items()}
+    for key, shipped in report["recipe"].items():
+        if key in defaults:
+            default = defaults[key]
+            assert shipped == (list(default) if isinstance(default, tuple) else default), key
+    assert report["held_out"]["accuracy"] >= 0.9
+    assert len(weights_sha256()) == 64
+
+
+def test_scene_targets_agree_with_the_layouts(unseen):
+    scenes, _ = unseen
+    targets = scene_targets(scenes)
+    for i in range(24):
+        layout = sample_layout(WORLD, UNSEEN_SEED, i)
+        areas = [int(m.sum()) for m in layout.visible_masks()]
+        inst = layout.instances[int(np.argmax(areas))]
+        assert CLASS_NAMES[targets["largest"][i]] == f"{inst.colour} {inst.category}"
+        assert targets["count"][i] == sum(a > 0 for a in areas) - 1
+        assert BACKGROUNDS[targets["background"][i]] == layout.background
+
+
+def test_embedded_extractor_classifies_unseen_real_scenes(model, unseen):
+    scenes, images = unseen
+    targets = scene_targets(scenes)
+    logits = extract(model, images)["logits_unbiased"]
+    assert (logits.argmax(1).numpy() == targets["largest"]).mean() >= 0.85
+
+
+def test_single_class_set_scores_lower_inception_score_than_a_balanced_set(model):
+    def image(shape: str, colour: str, i: int) -> np.ndarray:
+        rng = np.random.default_rng(i)
+        inst = Instance(shape, colour, cx=float(rng.uniform(20, 44)), cy=float(rng.uniform(20, 44)),
+                        radius=float(rng.uniform(9, 13)), rotation=float(rng.uniform(0, 6.3)))
+        layout = Layout(64, 64, BACKGROUNDS[i % len(BACKGROUNDS)], (inst,), texture_seed=i)
+        return render_scene(layout).transpose(2, 0, 1)
+
+    pairs = [(shape, colour) for shape in CLASSES for colour in COLOURS]
+    balanced = extract(model, np.stack([image(s, c, i) for i, (s, c) in enumerate(pairs)]))
+    one_class = extract(model, np.stack([image("circle", "red", i) for i in range(len(pairs))]))
+    truth = torch.tensor([class_index(*pair) for pair in pairs])
+    assert (balanced["logits_unbiased"].argmax(1) == truth).float().mean() >= 0.9
+    score = {name: isc_features_to_metric(f["logits_unbiased"], splits=1, shuffle=False)
+             ["inception_score_mean"] for name, f in (("balanced", balanced), ("one_class", one_class))}
+    assert score["one_class"] < 1.5 < 15 < score["balanced"]
+
+
+def test_register_is_idempotent_and_refuses_a_different_extractor(monkeypatch):
+    register()
+    register()
+    assert FEATURE_EXTRACTORS_REGISTRY[EXTRACTOR_NAME] is ShapesFeatureExtractor
+    monkeypatch.setitem(FEATURE_EXTRACTORS_REGISTRY, EXTRACTOR_NAME, object)
+    with pytest.raises(ValueError, match=EXTRACTOR_NAME):
+        register()
+
+
+def test_one_calculate_metrics_call_gives_every_metric(metrics):
+    for key in ("inception_score_mean", "frechet_inception_distance", "kernel_inception_distance_mean",
+                "precision", "recall"):
+        assert math.isfinite(metrics[key]), key
+    assert metrics["frechet_inception_distance"] > 0
+    assert 1.0 <= metrics["inception_score_mean"] <= len(CLASS_NAMES)
+
+
+def test_extract_gives_torch_fidelitys_features_and_metrics(model, two_sets, metrics):
+    register()
+    extractor = create_feature_extractor(EXTRACTOR_NAME, ["features", "logits_unbiased"], cuda=False)
+    ours = [extract(model, images, batch_size=FIDELITY_KWARGS["batch_size"]) for images in two_sets]
+    theirs = get_featuresdict_from_dataset(Images(two_sets[0]), extractor, FIDELITY_KWARGS["batch_size"],
+                                           cuda=False, save_cpu_ram=True, verbose=False)
+    for name in ("features", "logits_unbiased"):
+        assert ours[0][name].dtype == torch.float32 and torch.equal(ours[0][name], theirs[name])
+    # the evaluation path: cached extract() features through torch-fidelity's feature-level functions
+    a, b = (f["features"] for f in ours)
+    from_features = {
+        **isc_features_to_metric(ours[0]["logits_unbiased"], FIDELITY_KWARGS["isc_splits"]),
+        **fid_statistics_to_metric(fid_features_to_statistics(a), fid_features_to_statistics(b), False),
+        **kid_features_to_metric(a, b, **FIDELITY_KWARGS),
+        **prc_features_to_metric(a, b, **FIDELITY_KWARGS),
+    }
+    for key, value in from_features.items():
+        assert metrics[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+
+
+def test_identical_sets_give_zero_fid_and_full_precision_recall(two_sets):
+    register()
+    same = Images(two_sets[0])
+    out = torch_fidelity.calculate_metrics(input1=same, input2=same,
+                                           **{**FIDELITY_KWARGS, "isc": False, "kid": False})
+    assert abs(out["frechet_inception_distance"]) < 1e-3
+    assert out["precision"] == out["recall"] == 1.0
+
+
+def test_extract_is_batch_size_independent_and_accepts_any_size(model, unseen):
+    images = unseen[1][:12]
+    one, many = extract(model, images, batch_size=1), extract(model, images, batch_size=12)
+    for name in ("features", "logits_unbiased"):
+        assert one[name].shape[0] == 12
+        torch.testing.assert_close(one[name], many[name], atol=1e-5, rtol=0)
+    upsampled = F.interpolate(images, scale_factor=2.0, mode="nearest")  # (12, 3, 128, 128) uint8
+    agree = extract(model, upsampled)["logits_unbiased"].argmax(1) == many["logits_unbiased"].argmax(1)
+    assert agree.float().mean() >= 0.9
+    with pytest.raises(ValueError, match="uint8"):
+        extract(model, images.float())
+
+
+def test_missing_or_corrupt_weights_name_the_file(tmp_path):
+    shutil.copy(EMBEDDED_SHAPES_FEATURES / "config.json", tmp_path / "config.json")
+    weights = tmp_path / "model.safetensors"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(weights))):
+        load_shapes_features(tmp_path)
+    with pytest.raises(FileNotFoundError, match=re.escape(str(weights))):
+        weights_sha256(tmp_path)
+    weights.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match=re.escape(str(weights))):
+        load_shapes_features(tmp_path)
+    register()
+    with pytest.raises(ValueError, match=re.escape(str(weights))):
+        create_feature_extractor(EXTRACTOR_NAME, ["features"], cuda=False,
+                                 feature_extractor_weights_path=str(weights))
+
+
+def test_training_is_deterministic_and_round_trips(tmp_path):
+    kwargs = dict(num_scenes=48, steps=2, batch_size=8, widths=(4, 8, 8), feature_dim=8, eval_scenes=16,
+                  workers=1)
+    report = train_shapes_features(tmp_path / "a", **kwargs)
+    train_shapes_features(tmp_path / "b", **kwargs)
+    weights = [tmp_path / run / "model.safetensors" for run in ("a", "b")]
+    assert weights[0].read_bytes() == weights[1].read_bytes()
+    assert weights_sha256(tmp_path / "a") == weights_sha256(tmp_path / "b" / "model.safetensors")
+    assert json.loads((tmp_path / "a" / "training.json").read_text())["held_out"] == report["held_out"]
+    out = extract(load_shapes_features(tmp_path / "a"), torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+    assert out["features"].shape == (2, 8) and out["logits_unbiased"].shape == (2, len(CLASS_NAMES))
