@@ -134,8 +134,16 @@ def load_stable_diffusion(spec: ModelSpec):
     return load_sd_backend(spec)
 
 
-LOADERS = {"shapes-tiny": load_shapes_tiny, "controlnet-seg": load_stable_diffusion,
-           "gligen": load_stable_diffusion, "inpaint-paste": load_stable_diffusion}
+def load_shapes_world(spec: ModelSpec):
+    """``shapes-world``: real procedural scenes (a reference set made by the same flow)."""
+    from augment.world_backend import ShapesWorldBackend
+
+    return ShapesWorldBackend()
+
+
+LOADERS = {"shapes-tiny": load_shapes_tiny, "shapes-world": load_shapes_world,
+           "controlnet-seg": load_stable_diffusion, "gligen": load_stable_diffusion,
+           "inpaint-paste": load_stable_diffusion}
 
 BOXES_ONLY = {"gligen"}
 """Backends whose images follow the layout's boxes but not its masks."""

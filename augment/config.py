@@ -39,7 +39,8 @@ class ModelSpec(Strict):
     hub id or a local diffusers folder (safetensors only); see README "Real backends on a GPU".
     """
 
-    backend: Literal["shapes-tiny", "controlnet-seg", "gligen", "inpaint-paste"] = "shapes-tiny"
+    backend: Literal["shapes-tiny", "shapes-world", "controlnet-seg", "gligen",
+                     "inpaint-paste"] = "shapes-tiny"
     path: str | None = Field(
         None, description="Hub id or local folder of the weights; None = the embedded weights "
                           "(shapes-tiny only).")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from augment.config import ModelSpec, SamplerSpec
+from augment.config import SamplerSpec
 from augment.layouts import render_scene
 
 
@@ -27,7 +27,3 @@ class ShapesWorldBackend:
         images = [render_scene(layout, colour_rng=np.random.default_rng(seed))
                   for layout, seed in zip(layouts, seeds)]
         return np.stack(images).astype(np.float32) / 255.0
-
-
-def load_shapes_world(spec: ModelSpec) -> ShapesWorldBackend:
-    return ShapesWorldBackend()

@@ -18,19 +18,20 @@ observed shares of the K attribute values and t the target:
 
 Each metric gets a percentile bootstrap interval over the group's instances.
 
-Flag. A group is flagged when the lower end of its max-abs-deviation interval is above the
-``null_level`` (95%) quantile of the deviation that sampling alone produces: the max abs deviation
-of n draws from the target itself, simulated ``null_draws`` times from a multinomial. A finite
-sample is never exactly on target, and that sampling deviation shrinks like 1/sqrt(n), so a fixed
-tolerance would flag every small group and miss skews in large ones. The rule uses the interval's
-lower end, not the point value, which makes it conservative: a group that is on target is flagged
-well under 5% of the time. ``p_value`` (the share of null draws at least as far off as observed) is
-reported next to the flag for a less conservative reading.
+Flag. Per group, a Monte Carlo test of "the generator is on target": the statistic is the max abs
+deviation, its null distribution the max abs deviation of n draws from the target itself, simulated
+``null_draws`` times from a multinomial; ``p_value`` = share of null draws at least as far off as
+observed (with the +1 correction). A finite sample is never exactly on target and that sampling
+deviation shrinks like 1/sqrt(n), so a fixed tolerance would flag every small group and miss skews
+in large ones; the test adapts to n. A group is flagged when ``p_value < (1 - null_level) / G``
+over the G groups of one audit (Bonferroni): the chance that an on-target generator gets any group
+flagged is at most 5%. The ``null_level`` quantile of the null is reported next to the flag, and
+the bootstrap interval of the deviation says how large the skew is.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -143,9 +144,11 @@ def audit_attribute(groups: Sequence[str], attributes: Sequence[str], values: Se
     index = {v: i for i, v in enumerate(values)}
     codes = np.array([index[a] for a in attributes.tolist()], dtype=np.int64)
     t = _target_vector(values, target)
-    return [_audit_group(str(g), codes[groups == g], values, t, attribute, rounds, confidence,
-                         null_draws, null_level, seed + i)
-            for i, g in enumerate(sorted(set(groups.tolist())))]
+    names = sorted(set(groups.tolist()))
+    audits = [_audit_group(str(g), codes[groups == g], values, t, attribute, rounds, confidence,
+                           null_draws, null_level, seed + i) for i, g in enumerate(names)]
+    alpha = (1 - null_level) / max(len(audits), 1)  # Bonferroni over the audit's groups
+    return [replace(a, flagged=a.p_value < alpha) for a in audits]
 
 
 def _audit_group(group: str, codes: np.ndarray, values: tuple[str, ...], target: np.ndarray,
@@ -159,13 +162,13 @@ def _audit_group(group: str, codes: np.ndarray, values: tuple[str, ...], target:
                for name, fn in STATISTICS.items()}
     null = _max_abs_deviation(np.random.default_rng(seed).multinomial(n, target, size=null_draws),
                               target)  # (null_draws,)
-    mad, mad_low, _ = metrics["max_abs_deviation"]
+    mad = metrics["max_abs_deviation"][0]
     null_quantile = float(np.quantile(null, null_level))
     top = int(np.argmax(counts / n - target))
     return GroupAudit(group, attribute, values, tuple(int(c) for c in counts),
                       tuple(float(x) for x in target), metrics, null_level, null_quantile,
                       float((1 + (null >= mad).sum()) / (1 + null_draws)),
-                      bool(np.isfinite(mad_low) and mad_low > null_quantile),
+                      False,  # set by audit_attribute, which knows how many groups are tested
                       values[top], float(counts[top] / n))
 
 

@@ -249,7 +249,7 @@ def _clip_figures(gen_set: ImageSet, gen: SetFeatures, name: str, spec: EvalSpec
         truth = [lay.instances[i].category for lay, i in zip(layouts, arrays["crop_instance"])]
         names = sorted(set(truth) | _categories(gen_set))
         text = encode_texts(model, tokenizer, [SHAPE_TEMPLATE.format(n) for n in names])
-        scale = float(model.logit_scale.exp())
+        scale = float(model.logit_scale.detach().exp())
         pred = np.asarray(names)[zero_shot(arrays["crops"], text, scale).argmax(1)]
         correct = pred == np.asarray(truth)
         out.append(_proportion("clip_crop_accuracy", correct, "all", spec,

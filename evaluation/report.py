@@ -126,8 +126,10 @@ def write_report(out_dir: str | Path, metrics: pd.DataFrame, datasets: Sequence[
     header = {"datasets": ", ".join(names),
               "reference": _distinct(metrics["reference"]),
               "extractor": _distinct(metrics["extractor"]), **dict(run_info or {})}
-    comparison = (comparison_table(metrics, runs=runs_table(datasets)) if len(names) > 1
-                  else None)
+    # the comparison lines up the datasets given (an audit set's rows are a different kind of figure)
+    compared = metrics[metrics["dataset"].isin({Path(d).name for d in datasets})]
+    comparison = (comparison_table(compared, runs=runs_table(datasets))
+                  if compared["dataset"].nunique() > 1 else None)
     report = _Report(title, metrics.reset_index(drop=True), header, comparison,
                      _metric_charts(metrics),
                      [_dataset_part(Path(d), samples_per_class) for d in datasets],

@@ -26,7 +26,6 @@ def evaluate_one(dataset: str | Path, spec: EvalSpec, reference: str | Path | No
 def audit_one(dataset: str | Path, spec: AuditSpec, eval_spec: EvalSpec, out_dir: str | Path) -> Path:
     """Bias audit of ``dataset`` into ``out_dir`` (metrics.csv rows + distribution.csv)."""
     from evaluation.audit import audit_summary, run_audit
-    from evaluation.evaluate import _table
 
     figures, distribution, audits = run_audit(dataset, spec, eval_spec)
     out_dir = Path(out_dir)

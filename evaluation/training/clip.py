@@ -97,14 +97,14 @@ def _jittered_crops(images: torch.Tensor, boxes: torch.Tensor, size: int,
                     gen: torch.Generator) -> torch.Tensor:
     """Random square crops around tight boxes: images (B, 3, H, W) float, boxes (B, 4) -> (B, 3, S, S)."""
     b, _, height, width = images.shape
-    rand = torch.rand(3, b, generator=gen)
+    rand = torch.rand(3, b, generator=gen).to(boxes.device)  # drawn on the CPU: same on any device
     margin = _MARGIN[0] + (_MARGIN[1] - _MARGIN[0]) * rand[0]
     side = torch.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * (1 + 2 * margin)
-    rois = [torch.arange(b, dtype=boxes.dtype)]
+    rois = [torch.arange(b, dtype=boxes.dtype, device=boxes.device)]
     for lo, hi, limit, r in ((0, 2, width, rand[1]), (1, 3, height, rand[2])):
         centre = (boxes[:, lo] + boxes[:, hi]) / 2 + (2 * r - 1) * _SHIFT * side
         start = torch.minimum((centre - side / 2).clamp_min(0), (limit - side).clamp_min(0))
-        rois += [start, torch.minimum(start + side, torch.tensor(float(limit)))]
+        rois += [start, (start + side).clamp_max(limit)]
     rois = torch.stack([rois[0], rois[1], rois[3], rois[2], rois[4]], dim=1)  # (b, x0, y0, x1, y1)
     return roi_align(images, rois, output_size=size, sampling_ratio=-1, aligned=True)
 
@@ -112,18 +112,18 @@ def _jittered_crops(images: torch.Tensor, boxes: torch.Tensor, size: int,
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Label-preserving augmentation of (B, 3, S, S) float 0..1 images."""
     b = x.shape[0]
-    flags = torch.rand(3, b, 1, 1, 1, generator=gen) < 0.5  # one symmetry of the square each
+    flags = torch.rand(3, b, 1, 1, 1, generator=gen).to(x.device) < 0.5  # a symmetry of the square
     x = torch.where(flags[0], x.flip(-1), x)
     x = torch.where(flags[1], x.flip(-2), x)
     x = torch.where(flags[2], x.transpose(-1, -2), x)
 
     def uniform(low: float, high: float) -> torch.Tensor:
-        return low + (high - low) * torch.rand(b, 1, 1, 1, generator=gen)
+        return low + (high - low) * torch.rand(b, 1, 1, 1, generator=gen).to(x.device)
 
     x = gaussian_blur(x, uniform(0.0, _MAX_BLUR_SIGMA).flatten())
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * uniform(1 - _CONTRAST, 1 + _CONTRAST) + mean + uniform(-_BRIGHTNESS, _BRIGHTNESS)
-    x = x + uniform(0.0, _MAX_NOISE_STD) * torch.randn(x.shape, generator=gen)
+    x = x + uniform(0.0, _MAX_NOISE_STD) * torch.randn(x.shape, generator=gen).to(x.device)
     return x.clamp(0.0, 1.0)
 
 
@@ -244,9 +244,9 @@ class _Batches:
         return x, tokens, positives
 
 
-def train_shapes_clip(out_dir: str | Path, seed: int = 0, num_scenes: int = 8_000, steps: int = 1_000,
+def train_shapes_clip(out_dir: str | Path, seed: int = 0, num_scenes: int = 8_000, steps: int = 500,
                       batch_size: int = 128, learning_rate: float = 2e-3, weight_decay: float = 0.05,
-                      crop_fraction: float = 0.6, eval_scenes: int = 500, workers: int | None = None,
+                      crop_fraction: float = 0.5, eval_scenes: int = 500, workers: int | None = None,
                       device: str = "cpu") -> dict:
     """Train ``shapes-clip-tiny`` from scratch and save it with its held-out metrics.
 

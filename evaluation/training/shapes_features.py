@@ -169,7 +169,7 @@ def evaluate_shapes_features(model: ShapesFeatureNet, world: LayoutSpec, seed: i
 
 
 def train_shapes_features(out_dir: str | Path, seed: int = 0, num_scenes: int = 10_000,
-                          steps: int = 600, batch_size: int = 64, learning_rate: float = 3e-3,
+                          steps: int = 400, batch_size: int = 64, learning_rate: float = 1e-3,
                           widths: tuple[int, ...] = (24, 48, 96), feature_dim: int = 128,
                           eval_scenes: int = 1_000, checker: str | Path | None = None,
                           workers: int | None = None, device: str = "cpu") -> dict:
@@ -179,7 +179,12 @@ def train_shapes_features(out_dir: str | Path, seed: int = 0, num_scenes: int = 
     ``augment/assets``). Scenes ``0 .. num_scenes-1`` of the uniform-colour world
     (``world_layout_spec(64, skewed=False)``) seeded with ``seed`` are rendered once; held-out
     metrics come from ``eval_scenes`` scenes of seed ``seed + 1``, clean and degraded (blur sigma 1,
-    noise std 0.03). AdamW with a one-cycle schedule. Writes ``out_dir/{model.safetensors,
+    noise std 0.03). AdamW with a one-cycle schedule.
+
+    Known limit: with the trained checker as front end the background head stays at chance (held-out
+    ~0.25 of 4): the class, count and coverage losses win the shared hidden layer (without the
+    checker, or without the count or coverage loss, it learns backgrounds). So these features see
+    shapes, colours, counts and layout, and barely the background texture. Writes ``out_dir/{model.safetensors,
     config.json, training.json}`` and returns training.json's dict. Same arguments and checker ->
     same data, initial weights and batches.
     """

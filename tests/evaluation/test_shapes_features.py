@@ -60,9 +60,14 @@ def model():
 
 @pytest.fixture(scope="module")
 def unseen():
-    """192 real scenes of an unseen seed: (SceneArrays, uint8 images (192, 3, 64, 64))."""
-    scenes = render_scenes(WORLD, UNSEEN_SEED, 0, 192)
+    """128 real scenes of an unseen seed: (SceneArrays, uint8 images (128, 3, 64, 64))."""
+    scenes = render_scenes(WORLD, UNSEEN_SEED, 0, 128)
     return scenes, torch.from_numpy(scenes.images)
+
+
+@pytest.fixture(scope="module")
+def unseen_features(model, unseen):
+    return extract(model, unseen[1], batch_size=FIDELITY_KWARGS["batch_size"])
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +111,9 @@ def test_scene_targets_agree_with_the_layouts(unseen):
         assert BACKGROUNDS[targets["background"][i]] == layout.background
 
 
-def test_embedded_extractor_classifies_unseen_real_scenes(model, unseen):
-    scenes, images = unseen
-    targets = scene_targets(scenes)
-    logits = extract(model, images)["logits_unbiased"]
-    assert (logits.argmax(1).numpy() == targets["largest"]).mean() >= 0.85
+def test_embedded_extractor_classifies_unseen_real_scenes(unseen, unseen_features):
+    predicted = unseen_features["logits_unbiased"].argmax(1).numpy()
+    assert (predicted == scene_targets(unseen[0])["largest"]).mean() >= 0.9
 
 
 def test_single_class_set_scores_lower_inception_score_than_a_balanced_set(model):
@@ -148,10 +151,12 @@ def test_one_calculate_metrics_call_gives_every_metric(metrics):
     assert 1.0 <= metrics["inception_score_mean"] <= len(CLASS_NAMES)
 
 
-def test_extract_gives_torch_fidelitys_features_and_metrics(model, two_sets, metrics):
+def test_extract_gives_torch_fidelitys_features_and_metrics(model, two_sets, unseen_features, metrics):
     register()
     extractor = create_feature_extractor(EXTRACTOR_NAME, ["features", "logits_unbiased"], cuda=False)
-    ours = [extract(model, images, batch_size=FIDELITY_KWARGS["batch_size"]) for images in two_sets]
+    # two_sets[0] is the first 64 unseen scenes, already extracted in batches of 32
+    ours = [{name: f[:64] for name, f in unseen_features.items()},
+            extract(model, two_sets[1], batch_size=FIDELITY_KWARGS["batch_size"])]
     theirs = get_featuresdict_from_dataset(Images(two_sets[0]), extractor, FIDELITY_KWARGS["batch_size"],
                                            cuda=False, save_cpu_ram=True, verbose=False)
     for name in ("features", "logits_unbiased"):
@@ -170,7 +175,7 @@ def test_extract_gives_torch_fidelitys_features_and_metrics(model, two_sets, met
 
 def test_identical_sets_give_zero_fid_and_full_precision_recall(two_sets):
     register()
-    same = Images(two_sets[0])
+    same = Images(two_sets[0][:32])
     out = torch_fidelity.calculate_metrics(input1=same, input2=same,
                                            **{**FIDELITY_KWARGS, "isc": False, "kid": False})
     assert abs(out["frechet_inception_distance"]) < 1e-3
@@ -182,7 +187,7 @@ def test_extract_is_batch_size_independent_and_accepts_any_size(model, unseen):
     one, many = extract(model, images, batch_size=1), extract(model, images, batch_size=12)
     for name in ("features", "logits_unbiased"):
         assert one[name].shape[0] == 12
-        torch.testing.assert_close(one[name], many[name], atol=1e-5, rtol=0)
+        torch.testing.assert_close(one[name], many[name], atol=1e-5, rtol=1e-5)  # logits reach ~180
     upsampled = F.interpolate(images, scale_factor=2.0, mode="nearest")  # (12, 3, 128, 128) uint8
     agree = extract(model, upsampled)["logits_unbiased"].argmax(1) == many["logits_unbiased"].argmax(1)
     assert agree.float().mean() >= 0.9
