@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 import flows  # noqa: F401  (Prefect defaults before prefect is imported)
-from benchmarks import backends, generation, shapes_quality
+from benchmarks import backends, evaluation, generation, shapes_quality
 from benchmarks.common import RESULTS, SUMMARY, append_results, write_summary
 
-BENCHMARKS = [generation, shapes_quality, backends]
+BENCHMARKS = [generation, shapes_quality, backends, evaluation]
 
 
 def main() -> None:

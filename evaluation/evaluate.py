@@ -4,6 +4,7 @@ and an interval, overall and per group, written as long-form ``metrics.csv`` + `
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -113,10 +114,31 @@ def evaluate_dataset(dataset: str | Path, spec: EvalSpec, reference: str | Path 
     if "layout" in spec.metrics and shapes_world(gen_set):
         extractors.append(checker_extractor(spec))
     gen = compute_features(gen_set, extractors, spec.cache_dir)
+    ref = load_reference(reference, spec, fid_ext) if reference is not None else None
+    key = _figures_key(gen_set, gen, ref, reference, spec, extractors)
+    cached = _load_figures(spec.cache_dir, key)
+    if cached is not None:
+        table, memo = cached
+        log.info("%s: figures from the cache (unchanged images, labels, reference and spec)",
+                 gen_set.name)
+    else:
+        figures, memo = _all_figures(gen_set, gen, ref, fid_ext, clip_ext, spec)
+        table = figures_table(figures, gen_set.name, str(reference) if reference else "", fid_ext.name)
+        _save_figures(spec.cache_dir, key, table, memo)
+    result = EvalResult(table, gen.unreadable, image_set=gen_set, features=gen, memorization=memo)
+    if out_dir is not None:
+        result.out_dir = write_metrics(table, out_dir, {"dataset": str(dataset),
+                                                        "reference": str(reference or ""),
+                                                        "spec": spec.model_dump(mode="json")})
+    return result
+
+
+def _all_figures(gen_set: ImageSet, gen: SetFeatures, ref: "Reference | None", fid_ext, clip_ext,
+                 spec: EvalSpec) -> tuple[list, dict | None]:
+    """Every configured figure from the features (no image is read here)."""
     groups = _remap_groups(gen_set.groups, gen.rows) if spec.per_group else {}
     figures, memo = [], None
-    if reference is not None:
-        ref = load_reference(reference, spec, fid_ext)
+    if ref is not None:
         figures += _fidelity_figures(gen.arrays[fid_ext.name], ref, groups, spec)
         memo_figs, memo = _reference_diversity(gen.arrays[fid_ext.name]["features"], ref, spec)
         figures += memo_figs
@@ -137,13 +159,62 @@ def evaluate_dataset(dataset: str | Path, spec: EvalSpec, reference: str | Path 
     figures.append(fd.Figure("unreadable_images", float(len(gen.unreadable)), float("nan"),
                              float("nan"), len(gen_set), "all",
                              "; ".join(f"{f}: {why}" for f, why in gen.unreadable[:20])))
-    table = figures_table(figures, gen_set.name, str(reference) if reference else "", fid_ext.name)
-    result = EvalResult(table, gen.unreadable, image_set=gen_set, features=gen, memorization=memo)
-    if out_dir is not None:
-        result.out_dir = write_metrics(table, out_dir, {"dataset": str(dataset),
-                                                        "reference": str(reference or ""),
-                                                        "spec": spec.model_dump(mode="json")})
-    return result
+    return figures, memo
+
+
+_FIGURES_VERSION = 1  # bump when a figure's computation changes: old cached tables then miss
+
+
+def _figures_key(gen_set: ImageSet, gen: SetFeatures, ref: "Reference | None", reference,
+                 spec: EvalSpec, extractors) -> str:
+    """Everything the figures depend on: image contents (the feature key), labels, the reference's
+    features, the weights of every extractor, and the spec (less where files go)."""
+    digest = hashlib.blake2b(digest_size=16)
+    spec_part = spec.model_dump(mode="json", exclude={"cache_dir", "reports_dir", "device",
+                                                      "batch_size"})
+    digest.update(json.dumps([_FIGURES_VERSION, gen.key, gen_set.name, str(reference or ""),
+                              spec_part, [(e.name, e.weights) for e in extractors],
+                              gen_set.captions, gen_set.layouts, gen_set.groups,
+                              [str(f) for f in gen_set.files]], sort_keys=True).encode())
+    if ref is not None:
+        digest.update(np.ascontiguousarray(ref.features).tobytes())
+        digest.update(json.dumps([ref.extractor, ref.weights, ref.groups, ref.files],
+                                 sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _figures_path(cache_dir: str | Path, key: str) -> Path:
+    return Path(cache_dir) / "figures" / f"{key}.json"
+
+
+def _load_figures(cache_dir: str | Path, key: str) -> tuple[pd.DataFrame, dict | None] | None:
+    path = _figures_path(cache_dir, key)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        table = pd.DataFrame(data["table"], columns=data["columns"]).astype(data["dtypes"])
+    except (OSError, ValueError, KeyError) as err:  # a damaged entry is a miss, never a crash
+        log.warning("ignoring unreadable cached figures %s: %s", path, err)
+        return None
+    memo = data.get("memorization")
+    if memo and "pairs" in memo:
+        memo["pairs"] = [tuple(p) for p in memo["pairs"]]
+    return table, memo
+
+
+def _save_figures(cache_dir: str | Path, key: str, table: pd.DataFrame, memo: dict | None) -> None:
+    def plain(x):
+        if isinstance(x, (np.floating, np.integer)):
+            return x.item()
+        if isinstance(x, np.ndarray):
+            return x.tolist()
+        raise TypeError(f"not JSON serialisable: {type(x)}")
+
+    data = {"columns": list(table.columns), "dtypes": {c: str(t) for c, t in table.dtypes.items()},
+            "table": json.loads(table.to_json(orient="values", double_precision=15)),
+            "memorization": json.loads(json.dumps(memo, default=plain)) if memo else None}
+    atomic_write_json(_figures_path(cache_dir, key), data)
 
 
 def _fidelity_figures(arrays: dict, ref: Reference, groups: dict[str, list[int]],

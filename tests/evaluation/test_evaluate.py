@@ -116,6 +116,25 @@ def test_second_run_hits_the_cache_and_a_changed_file_misses(scenes, tmp_path, m
     assert len(calls) == 2
 
 
+def test_unchanged_data_reuses_the_figures_and_a_changed_spec_recomputes(scenes, tmp_path, monkeypatch):
+    import evaluation.evaluate as evaluate_mod
+
+    spec = spec_for(tmp_path)
+    first = evaluate_dataset(scenes["real"], spec, scenes["ref"]).figures
+    computed = []
+    real_all = evaluate_mod._all_figures
+    monkeypatch.setattr(evaluate_mod, "_all_figures",
+                        lambda *a, **k: computed.append(1) or real_all(*a, **k))
+    again = evaluate_dataset(scenes["real"], spec, scenes["ref"]).figures
+    assert computed == []  # from the figures cache
+    pd.testing.assert_frame_equal(first, again)
+    other = evaluate_dataset(scenes["real"], spec.model_copy(update={"bootstrap_rounds": 10}),
+                             scenes["ref"]).figures
+    assert computed == [1] and value(other, "fid") == pytest.approx(value(first, "fid"))
+    evaluate_dataset(scenes["blur2"], spec, scenes["ref"])  # other images: computed afresh
+    assert computed == [1, 1]
+
+
 def test_corrupt_images_are_listed_and_excluded(tmp_path):
     folder = write_scenes(tmp_path / "set", 7, 12)
     (folder / "0005.png").write_bytes(b"not a png")
