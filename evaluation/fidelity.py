@@ -48,6 +48,31 @@ def frechet_distance(stats_1: dict, stats_2: dict) -> float:
     return float(fid_statistics_to_metric(stats_1, stats_2, verbose=False)[KEY_METRIC_FID])
 
 
+class FrechetToReference:
+    """Frechet distance of many sets to one fixed reference, for interval replicates.
+
+    Exactly torch-fidelity's formula, |mu_g - mu_r|^2 + tr S_g + tr S_r - 2 tr sqrt(S_g S_r), with
+    tr sqrt(S_g S_r) taken from the eigenvalues of the symmetric R S_g R (R = S_r^1/2, computed
+    once): the same eigenvalues as S_g S_r, from a symmetric solver that is ~10x faster than the
+    general one. The point estimate itself still comes from torch-fidelity.
+    """
+
+    def __init__(self, ref_stats: dict):
+        self.mu = np.asarray(ref_stats["mu"], dtype=np.float64)
+        sigma = np.asarray(ref_stats["sigma"], dtype=np.float64)
+        w, v = np.linalg.eigh((sigma + sigma.T) / 2)
+        self.root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+        self.trace = float(np.trace(sigma))
+
+    def __call__(self, features: np.ndarray) -> float:
+        stats = statistics(features)
+        m = self.root @ stats["sigma"] @ self.root
+        eig = np.linalg.eigvalsh((m + m.T) / 2)
+        diff = stats["mu"] - self.mu
+        return float(diff @ diff + np.trace(stats["sigma"]) + self.trace
+                     - 2 * np.sqrt(np.clip(eig, 0, None)).sum())
+
+
 def fid(gen: np.ndarray, ref_stats: dict, n_ref: int, rounds: int = 100, confidence: float = 0.95,
         seed: int = 0, group: str = "all") -> Figure:
     """FID of generated features against reference statistics.
@@ -57,7 +82,8 @@ def fid(gen: np.ndarray, ref_stats: dict, n_ref: int, rounds: int = 100, confide
     shrinks the covariance and pushes every replicate's FID above the estimate.
     """
     value = frechet_distance(statistics(gen), ref_stats)
-    lo, hi = subsample_interval(lambda idx: frechet_distance(statistics(gen[idx]), ref_stats),
+    to_ref = FrechetToReference(ref_stats)
+    lo, hi = subsample_interval(lambda idx: to_ref(gen[idx]),
                                 len(gen), value, rounds, confidence, seed)
     details = (f"delete-d jackknife ({rounds} subsets of 80%) over generated samples; "
                f"reference n={n_ref}")
@@ -73,7 +99,8 @@ def fid_infinity(gen: np.ndarray, ref_stats: dict, points: int = 10, seed: int =
     sizes N/5..N and report a; the interval is +-1.96 standard errors of the fitted intercept."""
     rng = np.random.default_rng(seed)
     sizes = np.linspace(max(len(gen) // 5, 10), len(gen), points).astype(int)
-    values = [frechet_distance(statistics(gen[rng.choice(len(gen), n, replace=False)]), ref_stats)
+    to_ref = FrechetToReference(ref_stats)
+    values = [to_ref(gen[rng.choice(len(gen), n, replace=False)])
               for n in sizes]
     coef, cov = np.polyfit(1.0 / sizes, values, 1, cov=True)
     se = float(np.sqrt(cov[1, 1]))

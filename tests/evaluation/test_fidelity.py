@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from evaluation.fidelity import (fid, fid_infinity, frechet_distance, inception_score, kid,
+from evaluation.fidelity import (FrechetToReference, fid, fid_infinity, frechet_distance, inception_score, kid,
                                  precision_recall, statistics)
 from evaluation.stats import bootstrap_ci, mean_ci, wilson_interval
 
@@ -38,6 +38,14 @@ def test_frechet_distance_matches_scipy():
     a, b = gaussian(500, seed=1), gaussian(500, shift=0.3, scale=1.2, seed=2)
     ours = frechet_distance(statistics(a), statistics(b))
     assert ours == pytest.approx(direct_frechet(a, b), rel=1e-4)
+
+
+def test_interval_replicates_use_the_same_frechet_distance():
+    ref = gaussian(300, d=32, seed=5)
+    to_ref = FrechetToReference(statistics(ref))
+    for shift, n in ((0.0, 300), (0.3, 120), (1.0, 40)):  # n=40 < d+1: singular covariance
+        a = gaussian(n, d=32, shift=shift, scale=1.1, seed=6)
+        assert to_ref(a) == pytest.approx(direct_frechet(a, ref), rel=1e-6, abs=1e-6)
 
 
 def test_kid_matches_the_unbiased_mmd_formula():
