@@ -18,8 +18,8 @@ from augment.config import EvalSpec
 from augment.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from augment.layouts import Layout
 from evaluation import fidelity as fd
-from evaluation.extractors_for_eval import (checker_extractor, clip_extractor, fidelity_extractor,
-                                            shapes_world)
+from evaluation.extractors_for_eval import (CheckerMaps, checker_extractor, clip_extractor,
+                                            fidelity_extractor, shapes_world)
 from evaluation.features import SetFeatures, compute_features
 from evaluation.imagesets import ImageSet, open_image_set
 from evaluation.stats import mean_ci, wilson_interval
@@ -106,13 +106,14 @@ def evaluate_dataset(dataset: str | Path, spec: EvalSpec, reference: str | Path 
     """All configured figures of ``dataset`` against ``reference`` (or ``spec.reference``)."""
     reference = reference or spec.reference
     gen_set = open_image_set(dataset, kept_only=spec.kept_only)
-    fid_ext = fidelity_extractor(spec)
+    maps = CheckerMaps() if "layout" in spec.metrics and shapes_world(gen_set) else None
+    fid_ext = fidelity_extractor(spec, maps)
     extractors = [fid_ext]
     clip_ext = clip_extractor(spec, gen_set) if "clip" in spec.metrics else None
     if clip_ext:
         extractors.append(clip_ext)
     if "layout" in spec.metrics and shapes_world(gen_set):
-        extractors.append(checker_extractor(spec))
+        extractors.append(checker_extractor(spec, maps))
     gen = compute_features(gen_set, extractors, spec.cache_dir)
     ref = load_reference(reference, spec, fid_ext) if reference is not None else None
     key = _figures_key(gen_set, gen, ref, reference, spec, extractors)
@@ -345,18 +346,22 @@ def _proportion(metric: str, correct: np.ndarray, group: str, spec: EvalSpec,
                      details + "; Wilson interval")
 
 
+_CEILING_LAYOUTS = 128  # the ceiling is a reference point printed in details, not a figure
+
+
 def layout_figures(gen_set: ImageSet, rows: np.ndarray, preds: dict, spec: EvalSpec) -> list[fd.Figure]:
     """Checker-based layout fidelity, with the checker's own score on real renders as ceiling."""
     from evaluation.layout_fidelity import box_recall, fidelity_from_predictions, real_scene_ceiling
 
     layouts = [Layout.from_json(gen_set.layouts[r]) for r in rows]
     figs = fidelity_from_predictions(preds["semantic"], preds["colour"], layouts)
-    ceiling = real_scene_ceiling(layouts[:256])
+    ceiling_n = min(len(layouts), _CEILING_LAYOUTS)
+    ceiling = real_scene_ceiling(layouts[:ceiling_n])
     hits = box_recall(preds["semantic"], layouts)
     miou_lo, miou_hi = _bootstrap_miou(preds["semantic"], layouts, spec)
     out = [fd.Figure("layout_miou", figs["miou"], miou_lo, miou_hi, len(layouts), "all",
-                     f"checker segmentation vs condition masks; checker on real renders of the same "
-                     f"layouts (ceiling): {ceiling['miou']:.3f}")]
+                     f"checker segmentation vs condition masks; checker on real renders of the first "
+                     f"{ceiling_n} of these layouts (ceiling): {ceiling['miou']:.3f}")]
     colour_n = figs["n_coloured_instances"]
     if colour_n:
         k = round(figs["colour_accuracy"] * colour_n)

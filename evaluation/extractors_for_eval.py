@@ -26,18 +26,66 @@ INCEPTION_NAME = "inception-v3-compat"
 INCEPTION_FEATURES = ("2048", "logits_unbiased")
 
 
-def shapes_features_extractor(spec: EvalSpec) -> FunctionExtractor:
-    from evaluation.extractors.shapes_features import (EXTRACTOR_NAME, INPUT_SIZE, extract,
-                                                       load_shapes_features, weights_sha256)
+class CheckerMaps:
+    """Per-pixel checker predictions handed from the shapes-features pass to the checker extractor.
+
+    shapes-features runs the shapes checker as its front end; when its copy has the embedded
+    checker's weights, the layout-fidelity extractor takes the argmax maps of that same forward
+    pass instead of running the checker a second time. Batches are matched by content, and a
+    batch that was not seen is computed as usual, so the result never depends on the hand-over.
+    """
+
+    def __init__(self, capacity: int = 64):
+        self.capacity = capacity
+        self.maps: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+
+    @staticmethod
+    def key(images) -> bytes:
+        return hashlib.blake2b(images.contiguous().numpy().tobytes(), digest_size=16).digest() + \
+            str(tuple(images.shape)).encode()
+
+    def put(self, images, semantic: np.ndarray, colour: np.ndarray) -> None:
+        if len(self.maps) >= self.capacity:
+            self.maps.pop(next(iter(self.maps)))
+        self.maps[self.key(images)] = (semantic, colour)
+
+    def take(self, images) -> tuple[np.ndarray, np.ndarray] | None:
+        return self.maps.pop(self.key(images), None)
+
+
+def shapes_features_extractor(spec: EvalSpec, maps: CheckerMaps | None = None) -> FunctionExtractor:
+    import torch
+
+    from evaluation.extractors.shapes_features import (EXTRACTOR_NAME, INPUT_SIZE,
+                                                       load_shapes_features, preprocess,
+                                                       weights_sha256)
 
     model = load_shapes_features(spec.extractor_weights, device=spec.device)
+    if maps is not None and not _same_checker(model.checker, spec.device):
+        maps = None
 
     def fn(images, rows):
-        out = extract(model, images, batch_size=spec.batch_size)
-        return {"features": out["features"].numpy(), "logits": out["logits_unbiased"].numpy()}
+        with torch.no_grad():
+            out = model(preprocess(images.to(spec.device)))
+        if maps is not None:
+            maps.put(images, out["checker_class_logits"].argmax(1).cpu().numpy().astype(np.uint8),
+                     out["checker_colour_logits"].argmax(1).cpu().numpy().astype(np.uint8))
+        return {"features": out["features"].float().cpu().numpy(),
+                "logits": out["logits_unbiased"].float().cpu().numpy()}
 
     return FunctionExtractor(EXTRACTOR_NAME, weights_sha256(spec.extractor_weights)[:16],
                              INPUT_SIZE, fn, spec.batch_size)
+
+
+def _same_checker(checker, device: str) -> bool:
+    """True when ``checker`` holds exactly the embedded shapes checker's weights."""
+    import torch
+
+    from augment.shapes.checker import load_checker
+
+    embedded = load_checker(device=device).state_dict()
+    mine = checker.state_dict()
+    return embedded.keys() == mine.keys() and all(torch.equal(embedded[k], mine[k]) for k in mine)
 
 
 def load_inception(weights: str | Path, device: str = "cpu"):
@@ -77,10 +125,10 @@ def inception_extractor(spec: EvalSpec) -> FunctionExtractor:
                              spec.batch_size)
 
 
-def fidelity_extractor(spec: EvalSpec) -> FunctionExtractor:
+def fidelity_extractor(spec: EvalSpec, maps: CheckerMaps | None = None) -> FunctionExtractor:
     if spec.extractor == INCEPTION_NAME:
         return inception_extractor(spec)
-    return shapes_features_extractor(spec)
+    return shapes_features_extractor(spec, maps)
 
 
 @lru_cache(maxsize=2)
@@ -141,12 +189,15 @@ def _resized_map(layout: Layout, shape) -> np.ndarray:
     return inst[ys][:, xs]
 
 
-def checker_extractor(spec: EvalSpec) -> FunctionExtractor:
+def checker_extractor(spec: EvalSpec, maps: CheckerMaps | None = None) -> FunctionExtractor:
     from augment.shapes.checker import EMBEDDED_CHECKER, WEIGHTS_NAME, load_checker, predict
 
     model = load_checker(device=spec.device)
 
     def fn(images, rows):
+        handed = maps.take(images) if maps is not None else None
+        if handed is not None:  # the same forward pass, already run inside shapes-features
+            return {"semantic": handed[0], "colour": handed[1]}
         semantic, colour = predict(model, images)
         return {"semantic": semantic.numpy().astype(np.uint8), "colour": colour.numpy().astype(np.uint8)}
 

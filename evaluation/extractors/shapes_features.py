@@ -120,7 +120,8 @@ class ShapesFeatureNet(nn.Module):
         return {"features": features,
                 "logits_unbiased": self.log_temperature.exp() * log_coverage + self.class_head(features),
                 "background_logits": self.background_head(features),
-                "count_logits": self.count_head(features), "cell_logits": self.cell_head(grid)}
+                "count_logits": self.count_head(features), "cell_logits": self.cell_head(grid),
+                "checker_class_logits": class_logits, "checker_colour_logits": colour_logits}
 
 
 def preprocess(images: torch.Tensor) -> torch.Tensor:

@@ -193,3 +193,26 @@ def test_inception_extractor_loads_local_safetensors_and_scores(scenes, tmp_path
     assert value(same, "fid") == pytest.approx(0, abs=1e-2)
     assert value(other, "fid") > value(same, "fid")
     assert set(same.extractor) == {"inception-v3-compat"}
+
+
+def test_layout_maps_handed_over_from_shapes_features_equal_a_checker_pass(tmp_path):
+    import torch
+
+    from augment.shapes.checker import load_checker, predict
+    from augment.training.scenes import render_scenes, world_layout_spec
+    from evaluation.extractors_for_eval import CheckerMaps, checker_extractor, fidelity_extractor
+
+    images = torch.from_numpy(render_scenes(world_layout_spec(64, skewed=False), 3, 0, 20).images)
+    spec = spec_for(tmp_path, batch_size=8)
+    maps = CheckerMaps()
+    fid_ext, checker = fidelity_extractor(spec, maps), checker_extractor(spec, maps)
+    rows = np.arange(len(images))
+    fid_ext(images, rows)
+    assert len(maps.maps) == 3  # batches of 8, 8, 4
+    handed = checker(images, rows)
+    assert len(maps.maps) == 0  # every batch taken from the hand-over
+    semantic, colour = predict(load_checker(), images)
+    np.testing.assert_array_equal(handed["semantic"], semantic.numpy())
+    np.testing.assert_array_equal(handed["colour"], colour.numpy())
+    other = images.flip(-1)  # batches never seen by shapes-features are computed as usual
+    np.testing.assert_array_equal(checker(other, rows)["semantic"], predict(load_checker(), other)[0].numpy())
