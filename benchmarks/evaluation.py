@@ -85,7 +85,7 @@ def direct_calls(gen: Path, ref: Path) -> dict:
     return out
 
 
-def run(repeats: int = 3) -> tuple[list[dict], list[str]]:
+def run(repeats: int = 5) -> tuple[list[dict], list[str]]:
     from evaluation.evaluate import evaluate_dataset
 
     work = Path(tempfile.mkdtemp(prefix="synthmill-bench-eval-"))
