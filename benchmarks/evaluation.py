@@ -61,7 +61,7 @@ def direct_calls(gen: Path, ref: Path) -> dict:
     import pandas as pd
     import torch_fidelity
 
-    from augment.shapes.checker import load_checker
+    from augment.shapes.checker import load_checker, predict
     from evaluation.clip_alignment import clip_score
     from evaluation.clip_models import encode_images, encode_texts, load_clip
     from evaluation.extractors.shapes_features import EXTRACTOR_NAME, register
@@ -78,10 +78,8 @@ def direct_calls(gen: Path, ref: Path) -> dict:
     captions = pd.read_parquet(gen / "manifest.parquet").sort_values("id")["caption"].tolist()
     out["clip_score"] = float(clip_score(encode_images(model, images),
                                          encode_texts(model, tokenizer, captions)).mean())
-    checker = load_checker()
-    with torch.no_grad():
-        out["checker_pixels"] = sum(int(checker(b.float() / 255.0)[0].argmax(1).numel())
-                                    for b in images.split(64))
+    semantic, _ = predict(load_checker(), images, batch_size=64)
+    out["checker_pixels"] = int(semantic.numel())
     return out
 
 

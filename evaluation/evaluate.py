@@ -115,6 +115,8 @@ def evaluate_dataset(dataset: str | Path, spec: EvalSpec, reference: str | Path 
     if "layout" in spec.metrics and shapes_world(gen_set):
         extractors.append(checker_extractor(spec, maps))
     gen = compute_features(gen_set, extractors, spec.cache_dir)
+    if maps is not None:
+        maps.active = False  # the reference needs no layout maps
     ref = load_reference(reference, spec, fid_ext) if reference is not None else None
     key = _figures_key(gen_set, gen, ref, reference, spec, extractors)
     cached = _load_figures(spec.cache_dir, key)

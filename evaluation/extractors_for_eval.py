@@ -37,6 +37,7 @@ class CheckerMaps:
 
     def __init__(self, capacity: int = 64):
         self.capacity = capacity
+        self.active = True  # off while the same extractor runs over the reference
         self.maps: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
 
     @staticmethod
@@ -67,14 +68,20 @@ def shapes_features_extractor(spec: EvalSpec, maps: CheckerMaps | None = None) -
     def fn(images, rows):
         with torch.no_grad():
             out = model(preprocess(images.to(spec.device)))
-        if maps is not None:
-            maps.put(images, out["checker_class_logits"].argmax(1).cpu().numpy().astype(np.uint8),
-                     out["checker_colour_logits"].argmax(1).cpu().numpy().astype(np.uint8))
+        if maps is not None and maps.active:
+            maps.put(images, _channel_argmax(out["checker_class_logits"]),
+                     _channel_argmax(out["checker_colour_logits"]))
         return {"features": out["features"].float().cpu().numpy(),
                 "logits": out["logits_unbiased"].float().cpu().numpy()}
 
     return FunctionExtractor(EXTRACTOR_NAME, weights_sha256(spec.extractor_weights)[:16],
                              INPUT_SIZE, fn, spec.batch_size)
+
+
+def _channel_argmax(logits) -> np.ndarray:
+    """argmax over dim 1 of (B, C, H, W) as uint8 (B, H, W): the same indices as
+    ``logits.argmax(1)`` (first maximum), taken over a contiguous last dim, ~10x faster on CPU."""
+    return logits.permute(0, 2, 3, 1).contiguous().argmax(-1).cpu().numpy().astype(np.uint8)
 
 
 def _same_checker(checker, device: str) -> bool:
