@@ -31,7 +31,7 @@ the bootstrap interval of the deviation says how large the skew is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -145,15 +145,14 @@ def audit_attribute(groups: Sequence[str], attributes: Sequence[str], values: Se
     codes = np.array([index[a] for a in attributes.tolist()], dtype=np.int64)
     t = _target_vector(values, target)
     names = sorted(set(groups.tolist()))
-    audits = [_audit_group(str(g), codes[groups == g], values, t, attribute, rounds, confidence,
-                           null_draws, null_level, seed + i) for i, g in enumerate(names)]
-    alpha = (1 - null_level) / max(len(audits), 1)  # Bonferroni over the audit's groups
-    return [replace(a, flagged=a.p_value < alpha) for a in audits]
+    alpha = (1 - null_level) / max(len(names), 1)  # Bonferroni over the audit's groups
+    return [_audit_group(str(g), codes[groups == g], values, t, attribute, rounds, confidence,
+                         null_draws, null_level, alpha, seed + i) for i, g in enumerate(names)]
 
 
 def _audit_group(group: str, codes: np.ndarray, values: tuple[str, ...], target: np.ndarray,
                  attribute: str, rounds: int, confidence: float, null_draws: int,
-                 null_level: float, seed: int) -> GroupAudit:
+                 null_level: float, alpha: float, seed: int) -> GroupAudit:
     """One group: codes (n,) int indices into ``values``."""
     n, k = len(codes), len(values)
     counts = np.bincount(codes, minlength=k)
@@ -164,11 +163,11 @@ def _audit_group(group: str, codes: np.ndarray, values: tuple[str, ...], target:
                               target)  # (null_draws,)
     mad = metrics["max_abs_deviation"][0]
     null_quantile = float(np.quantile(null, null_level))
+    p_value = float((1 + (null >= mad).sum()) / (1 + null_draws))
     top = int(np.argmax(counts / n - target))
     return GroupAudit(group, attribute, values, tuple(int(c) for c in counts),
                       tuple(float(x) for x in target), metrics, null_level, null_quantile,
-                      float((1 + (null >= mad).sum()) / (1 + null_draws)),
-                      False,  # set by audit_attribute, which knows how many groups are tested
+                      p_value, p_value < alpha,
                       values[top], float(counts[top] / n))
 
 

@@ -112,7 +112,7 @@ def evaluate_dataset(dataset: str | Path, spec: EvalSpec, reference: str | Path 
     clip_ext = clip_extractor(spec, gen_set) if "clip" in spec.metrics else None
     if clip_ext:
         extractors.append(clip_ext)
-    if "layout" in spec.metrics and shapes_world(gen_set):
+    if maps is not None:  # layout fidelity on a shapes-world set
         extractors.append(checker_extractor(spec, maps))
     gen = compute_features(gen_set, extractors, spec.cache_dir)
     if maps is not None:

@@ -109,6 +109,12 @@ def load_checker(path: str | Path | None = None, device: str | torch.device = "c
     return model.to(device).eval()
 
 
+def label_map(logits: torch.Tensor) -> torch.Tensor:
+    """Per-pixel argmax of (B, C, H, W) logits -> long (B, H, W): the same first-maximum indices as
+    ``logits.argmax(1)``, taken over a contiguous last dim (about 10x faster on a CPU)."""
+    return logits.permute(0, 2, 3, 1).contiguous().argmax(-1)
+
+
 @torch.no_grad()
 def predict(model: ShapesChecker, images: np.ndarray | torch.Tensor,
             batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,9 +136,8 @@ def predict(model: ShapesChecker, images: np.ndarray | torch.Tensor,
         batch = batch.to(device)
         batch = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch.float()
         class_logits, colour_logits = model(batch)
-        # argmax over a contiguous last dim: the same first-maximum indices as argmax(1), ~10x faster
-        semantic.append(class_logits.permute(0, 2, 3, 1).contiguous().argmax(-1).cpu())
-        colour.append(colour_logits.permute(0, 2, 3, 1).contiguous().argmax(-1).cpu())
+        semantic.append(label_map(class_logits).cpu())
+        colour.append(label_map(colour_logits).cpu())
     return torch.cat(semantic), torch.cat(colour)
 
 

@@ -184,19 +184,21 @@ def load_shapes_features(path: str | Path | None = None,
 
 
 @torch.no_grad()
-def extract(model: ShapesFeatureNet, images: torch.Tensor | np.ndarray,
-            batch_size: int = 64) -> dict[str, torch.Tensor]:
+def extract(model: ShapesFeatureNet, images: torch.Tensor | np.ndarray, batch_size: int = 64,
+            outputs: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
     """Features of uint8 images (B, 3, H, W), computed exactly as the torch-fidelity extractor does.
 
-    Returns CPU float32 ``{"features": (B, feature_dim), "logits_unbiased": (B, 30)}``.
+    Returns CPU float32 ``{"features": (B, feature_dim), "logits_unbiased": (B, 30)}``, or the
+    ``outputs`` named (any keys of ``ShapesFeatureNet.forward``).
     """
     images = torch.as_tensor(images)
     device = next(model.parameters()).device
-    out: dict[str, list[torch.Tensor]] = {name: [] for name in ShapesFeatureExtractor.PROVIDED}
+    out: dict[str, list[torch.Tensor]] = {name: [] for name in
+                                          (outputs or ShapesFeatureExtractor.PROVIDED)}
     for batch in images.split(batch_size):
-        outputs = model(preprocess(batch.to(device)))
+        result = model(preprocess(batch.to(device)))
         for name in out:
-            out[name].append(outputs[name].float().cpu())
+            out[name].append(result[name].float().cpu())
     return {name: torch.cat(parts) for name, parts in out.items()}
 
 

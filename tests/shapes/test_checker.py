@@ -176,3 +176,15 @@ def test_train_checker_end_to_end_writes_a_loadable_checker(tmp_path):
     assert report["recipe"]["steps"] == 2 and report["held_out"]["num_scenes"] == 4
     assert 0.0 <= report["held_out"]["miou"] <= 1.0
     load_checker(tmp_path)
+
+
+def test_label_map_is_argmax_over_channels_with_first_maximum_on_ties():
+    import torch
+
+    from augment.shapes.checker import label_map
+
+    logits = torch.randn(3, 7, 9, 11, generator=torch.Generator().manual_seed(0))
+    logits[:, 2:5, :4] = 10.0  # a three-way tie above every other channel: the first maximum (channel 2) wins
+    expected = logits.argmax(1)
+    assert torch.equal(label_map(logits), expected)
+    assert (expected[:, :4] == 2).all()
