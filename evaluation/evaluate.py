@@ -227,6 +227,9 @@ def _fidelity_figures(arrays: dict, ref: Reference, groups: dict[str, list[int]]
     targets = [("all", np.arange(len(feats)), None)]
     targets += [(g, np.asarray(m), ref.groups.get(g)) for g, m in sorted(groups.items())]
     ref_stats_all = ref.stats()
+    size = min(spec.kid_subset_size, len(feats), len(ref.features))
+    kernels = (fd.KidKernels(feats, ref.features) if "kid" in spec.metrics and fd.KidKernels.worth_it(
+        len(feats), len(ref.features), size, spec.kid_subsets) else None)  # one set for every group
     for group, members, ref_rows in targets:
         if len(members) < spec.min_group_size:
             out.append(fd.Figure("fid", float("nan"), float("nan"), float("nan"), len(members),
@@ -246,7 +249,9 @@ def _fidelity_figures(arrays: dict, ref: Reference, groups: dict[str, list[int]]
         if "fid_infinity" in spec.metrics and group == "all":
             out.append(fd.fid_infinity(g, ref_stats, seed=spec.seed))
         if "kid" in spec.metrics:
-            k = fd.kid(g, ref_feats, spec.kid_subset_size, spec.kid_subsets, spec.seed, group)
+            rows = (members, np.asarray(ref_rows) if use_ref_group else np.arange(len(ref.features)))
+            k = fd.kid(g, ref_feats, spec.kid_subset_size, spec.kid_subsets, spec.seed, group,
+                       kernels, rows)
             k.details += f"; against {against}"
             out.append(k)
         if "prc" in spec.metrics:
@@ -319,7 +324,7 @@ def _clip_figures(gen_set: ImageSet, gen: SetFeatures, name: str, spec: EvalSpec
                                  f"CLIPScore (Hessel et al. 2021) = {formula}, image vs caption; "
                                  f"model {spec.clip_model}"))
     if gen_set.layouts and len(arrays["crops"]):
-        layouts = [Layout.from_json(gen_set.layouts[r]) for r in arrays["crop_row"]]
+        layouts = [gen_set.layout(r) for r in arrays["crop_row"]]
         truth = [lay.instances[i].category for lay, i in zip(layouts, arrays["crop_instance"])]
         names = sorted(set(truth) | _categories(gen_set))
         text = encode_texts(model, tokenizer, [SHAPE_TEMPLATE.format(n) for n in names])
@@ -348,14 +353,14 @@ def _proportion(metric: str, correct: np.ndarray, group: str, spec: EvalSpec,
                      details + "; Wilson interval")
 
 
-_CEILING_LAYOUTS = 128  # the ceiling is a reference point printed in details, not a figure
+_CEILING_LAYOUTS = 64  # the ceiling is a reference point printed in details, not a figure
 
 
 def layout_figures(gen_set: ImageSet, rows: np.ndarray, preds: dict, spec: EvalSpec) -> list[fd.Figure]:
     """Checker-based layout fidelity, with the checker's own score on real renders as ceiling."""
     from evaluation.layout_fidelity import box_recall, fidelity_from_predictions, real_scene_ceiling
 
-    layouts = [Layout.from_json(gen_set.layouts[r]) for r in rows]
+    layouts = [gen_set.layout(r) for r in rows]
     figs = fidelity_from_predictions(preds["semantic"], preds["colour"], layouts)
     ceiling_n = min(len(layouts), _CEILING_LAYOUTS)
     ceiling = real_scene_ceiling(layouts[:ceiling_n])

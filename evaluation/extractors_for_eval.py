@@ -157,7 +157,7 @@ def clip_extractor(spec: EvalSpec, image_set: ImageSet) -> FunctionExtractor:
         for image, row in zip(images, rows):
             keep = np.zeros((0, 4), np.float32)
             if image_set.layouts is not None:
-                layout = Layout.from_json(image_set.layouts[row])
+                layout = image_set.layout(row)
                 found = crop_boxes(instance_map=_resized_map(layout, image.shape[-2:]),
                                    num_instances=len(layout.instances))
                 ok = np.isfinite(found).all(axis=1)

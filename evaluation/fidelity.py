@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
-from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+from torch_fidelity.metric_kid import (KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kernel_poly,
+                                      kid_features_to_metric, mmd2)
 from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
 
 from evaluation.stats import subsample_interval, wilson_interval
@@ -72,6 +73,44 @@ class FrechetToReference:
         return float(diff @ diff + np.trace(stats["sigma"]) + self.trace
                      - 2 * np.sqrt(np.clip(eig, 0, None)).sum())
 
+    def of_subsets(self, features: np.ndarray):
+        """``fn(idx) == self(features[idx])`` for subsets of distinct rows, cheaper per call.
+
+        With z = (x - c) R for the full set's mean c, R S_idx R is the covariance of z[idx], so it
+        is formed by downdating the full set's z^T z by the rows left out (an 80% subset leaves out
+        a quarter as many rows as it keeps) instead of recomputing S and two D x D products.
+        """
+        x = np.asarray(features, dtype=np.float64)
+        n = len(x)
+        centre = x.mean(0)
+        xc = x - centre
+        z = xc @ self.root
+        zz, z_sum, x_sum = z.T @ z, z.sum(0), xc.sum(0)
+        sq = np.einsum("ij,ij->i", xc, xc)
+        sq_sum = sq.sum()
+
+        def fn(idx: np.ndarray) -> float:
+            idx = np.asarray(idx)
+            m = len(idx)
+            if 2 * m >= n:  # downdate by the rows left out
+                out = np.ones(n, dtype=bool)
+                out[idx] = False
+                if n - int(out.sum()) != m:
+                    raise ValueError("of_subsets needs distinct row indices")
+                zo, xo = z[out], xc[out]
+                zs, zm, xm = zz - zo.T @ zo, (z_sum - zo.sum(0)) / m, (x_sum - xo.sum(0)) / m
+                sq_m = sq_sum - sq[out].sum()
+            else:
+                zi, xi = z[idx], xc[idx]
+                zs, zm, xm, sq_m = zi.T @ zi, zi.mean(0), xi.mean(0), sq[idx].sum()
+            cov_z = (zs - m * np.outer(zm, zm)) / (m - 1)
+            eig = np.linalg.eigvalsh((cov_z + cov_z.T) / 2)
+            diff = centre + xm - self.mu
+            trace = (sq_m - m * xm @ xm) / (m - 1)
+            return float(diff @ diff + trace + self.trace - 2 * np.sqrt(np.clip(eig, 0, None)).sum())
+
+        return fn
+
 
 def fid(gen: np.ndarray, ref_stats: dict, n_ref: int, rounds: int = 100, confidence: float = 0.95,
         seed: int = 0, group: str = "all") -> Figure:
@@ -83,8 +122,7 @@ def fid(gen: np.ndarray, ref_stats: dict, n_ref: int, rounds: int = 100, confide
     """
     value = frechet_distance(statistics(gen), ref_stats)
     to_ref = FrechetToReference(ref_stats)
-    lo, hi = subsample_interval(lambda idx: to_ref(gen[idx]),
-                                len(gen), value, rounds, confidence, seed)
+    lo, hi = subsample_interval(to_ref.of_subsets(gen), len(gen), value, rounds, confidence, seed)
     details = (f"delete-d jackknife ({rounds} subsets of 80%) over generated samples; "
                f"reference n={n_ref}")
     if min(len(gen), n_ref) < FID_MIN_N:
@@ -99,9 +137,8 @@ def fid_infinity(gen: np.ndarray, ref_stats: dict, points: int = 10, seed: int =
     sizes N/5..N and report a; the interval is +-1.96 standard errors of the fitted intercept."""
     rng = np.random.default_rng(seed)
     sizes = np.linspace(max(len(gen) // 5, 10), len(gen), points).astype(int)
-    to_ref = FrechetToReference(ref_stats)
-    values = [to_ref(gen[rng.choice(len(gen), n, replace=False)])
-              for n in sizes]
+    of_subsets = FrechetToReference(ref_stats).of_subsets(gen)
+    values = [of_subsets(rng.choice(len(gen), n, replace=False)) for n in sizes]
     coef, cov = np.polyfit(1.0 / sizes, values, 1, cov=True)
     se = float(np.sqrt(cov[1, 1]))
     return Figure("fid_infinity", float(coef[1]), float(coef[1] - 1.96 * se),
@@ -109,15 +146,63 @@ def fid_infinity(gen: np.ndarray, ref_stats: dict, points: int = 10, seed: int =
                   f"linear fit of FID over 1/N at N={sizes.tolist()}")
 
 
+_KID_KERNEL = {"kid_kernel_poly_degree": 3, "kid_kernel_poly_gamma": None, "kid_kernel_poly_coef0": 1}
+_KID_KERNEL_MAX_ENTRIES = 32_000_000  # 256 MB of float64 kernel matrices
+
+
+class KidKernels:
+    """KID of row subsets of two fixed sets from their kernel matrices, computed once.
+
+    torch-fidelity's ``kid_features_to_metric`` draws m rows of each set per subset and evaluates
+    the polynomial kernel on them. A pair's kernel value does not depend on the subset, so here
+    torch-fidelity's ``kernel_poly`` runs once on the full sets and each subset takes its blocks
+    into torch-fidelity's ``mmd2``, with the same ``RandomState`` draws: the same subsets, the same
+    estimator, the same numbers (tested equal), for every group of the sets at once.
+    """
+
+    def __init__(self, gen: np.ndarray, ref: np.ndarray):
+        gen, ref = np.asarray(gen, np.float64), np.asarray(ref, np.float64)
+        self.k_gg = kernel_poly(gen, gen, **_KID_KERNEL)
+        self.k_rr = kernel_poly(ref, ref, **_KID_KERNEL)
+        self.k_gr = kernel_poly(gen, ref, **_KID_KERNEL)
+
+    @staticmethod
+    def worth_it(n_gen: int, n_ref: int, subset_size: int, subsets: int) -> bool:
+        """Cheaper than per-subset kernels, and small enough to hold in memory."""
+        entries = n_gen * n_gen + n_ref * n_ref + n_gen * n_ref
+        return entries <= min(_KID_KERNEL_MAX_ENTRIES, 3 * subsets * subset_size * subset_size)
+
+    def mmds(self, gen_rows: np.ndarray, ref_rows: np.ndarray, subset_size: int, subsets: int,
+             seed: int) -> np.ndarray:
+        """Unbiased MMD^2 of each subset, drawn exactly as ``kid_features_to_metric`` draws them."""
+        rng = np.random.RandomState(seed)
+        out = np.zeros(subsets)
+        for i in range(subsets):
+            a = gen_rows[rng.choice(len(gen_rows), subset_size, replace=False)]
+            b = ref_rows[rng.choice(len(ref_rows), subset_size, replace=False)]
+            out[i] = mmd2(self.k_gg[np.ix_(a, a)], self.k_gr[np.ix_(a, b)], self.k_rr[np.ix_(b, b)])
+        return out
+
+
 def kid(gen: np.ndarray, ref: np.ndarray, subset_size: int = 1000, subsets: int = 100,
-        seed: int = 0, group: str = "all") -> Figure:
-    """Unbiased KID (polynomial kernel MMD^2) averaged over random subsets; interval = mean +- std."""
+        seed: int = 0, group: str = "all", kernels: KidKernels | None = None,
+        rows: tuple[np.ndarray, np.ndarray] | None = None) -> Figure:
+    """Unbiased KID (polynomial kernel MMD^2) averaged over random subsets; interval = mean +- std.
+
+    ``kernels`` + ``rows``: ``gen``/``ref`` are the rows ``rows`` of the sets ``kernels`` was built
+    on (per-group figures share one set of kernel matrices). Otherwise kernels are built here when
+    that is cheaper than torch-fidelity's per-subset ones, else torch-fidelity runs as is.
+    """
     size = min(subset_size, len(gen), len(ref))
-    out = kid_features_to_metric(_t(gen), _t(ref), kid_subsets=subsets, kid_subset_size=size,
-                                 kid_kernel="poly", kid_kernel_poly_degree=3,
-                                 kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=1,
-                                 rng_seed=seed, verbose=False)
-    mean, std = out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD]
+    if kernels is None and KidKernels.worth_it(len(gen), len(ref), size, subsets):
+        kernels, rows = KidKernels(gen, ref), (np.arange(len(gen)), np.arange(len(ref)))
+    if kernels is not None:
+        mmds = kernels.mmds(np.asarray(rows[0]), np.asarray(rows[1]), size, subsets, seed)
+        mean, std = float(np.mean(mmds)), float(np.std(mmds))
+    else:
+        out = kid_features_to_metric(_t(gen), _t(ref), kid_subsets=subsets, kid_subset_size=size,
+                                     kid_kernel="poly", **_KID_KERNEL, rng_seed=seed, verbose=False)
+        mean, std = out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD]
     return Figure("kid", mean, mean - std, mean + std, len(gen), group,
                   f"{subsets} subsets of {size}; interval = mean +- std over subsets")
 

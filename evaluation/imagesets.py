@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -23,6 +24,7 @@ from PIL import Image
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+LAYOUT_CACHE_PIXELS = 64 * 1024 * 1024  # parsed layouts kept per set (their masks: ~2 bytes/pixel)
 
 
 @dataclass
@@ -40,9 +42,30 @@ class ImageSet:
     captions: list[str] | None = None
     layouts: list[str] | None = None
     groups: dict[str, list[int]] = field(default_factory=dict)
+    _parsed: "OrderedDict[int, object]" = field(default_factory=OrderedDict, repr=False,
+                                                compare=False)
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def layout(self, row: int):
+        """The parsed ``Layout`` of a row. Recently used ones are kept (up to
+        ``LAYOUT_CACHE_PIXELS`` pixels of masks), so the masks a layout renders are shared by every
+        metric that needs them (crops, layout fidelity) instead of rendered again."""
+        from augment.layouts import Layout
+
+        if self.layouts is None:
+            raise ValueError(f"{self.name} has no layouts")
+        row = int(row)
+        if row in self._parsed:
+            self._parsed.move_to_end(row)
+            return self._parsed[row]
+        layout = Layout.from_json(self.layouts[row])
+        self._parsed[row] = layout
+        budget = LAYOUT_CACHE_PIXELS // max(1, layout.height * layout.width)
+        while len(self._parsed) > max(1, budget):
+            self._parsed.popitem(last=False)
+        return layout
 
     def subset(self, rows: list[int]) -> "ImageSet":
         pick = lambda xs: [xs[i] for i in rows] if xs is not None else None  # noqa: E731

@@ -216,3 +216,19 @@ def test_layout_maps_handed_over_from_shapes_features_equal_a_checker_pass(tmp_p
     np.testing.assert_array_equal(handed["colour"], colour.numpy())
     other = images.flip(-1)  # batches never seen by shapes-features are computed as usual
     np.testing.assert_array_equal(checker(other, rows)["semantic"], predict(load_checker(), other)[0].numpy())
+
+
+def test_layouts_are_parsed_once_per_set_within_a_pixel_budget(monkeypatch):
+    from evaluation import imagesets
+    from evaluation.imagesets import ImageSet
+
+    layouts = [sample_layout(LayoutSpec(), 5, i) for i in range(6)]
+    image_set = ImageSet("s", None, [None] * 6, "test", layouts=[l.to_json() for l in layouts])
+    first = image_set.layout(0)
+    assert image_set.layout(0) is first and first == layouts[0]
+    assert first.instance_map is image_set.layout(0).instance_map  # masks rendered once
+    monkeypatch.setattr(imagesets, "LAYOUT_CACHE_PIXELS", 3 * 64 * 64)  # room for three 64x64
+    for row in range(1, 6):
+        image_set.layout(row)
+    assert list(image_set._parsed) == [3, 4, 5]  # least recently used dropped
+    assert image_set.layout(1) == layouts[1]  # and parsed again when needed

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from evaluation.fidelity import (FrechetToReference, fid, fid_infinity, frechet_distance, inception_score, kid,
-                                 precision_recall, statistics)
+import torch
+from torch_fidelity.metric_kid import kid_features_to_metric
+
+from evaluation.fidelity import (FrechetToReference, KidKernels, fid, fid_infinity, frechet_distance,
+                                 inception_score, kid, precision_recall, statistics)
 from evaluation.stats import bootstrap_ci, mean_ci, wilson_interval
 
 rng = np.random.default_rng(0)
@@ -46,6 +49,38 @@ def test_interval_replicates_use_the_same_frechet_distance():
     for shift, n in ((0.0, 300), (0.3, 120), (1.0, 40)):  # n=40 < d+1: singular covariance
         a = gaussian(n, d=32, shift=shift, scale=1.1, seed=6)
         assert to_ref(a) == pytest.approx(direct_frechet(a, ref), rel=1e-6, abs=1e-6)
+
+
+def test_subset_replicates_equal_the_direct_frechet_distance():
+    ref, gen = gaussian(300, d=24, seed=10), gaussian(150, d=24, shift=0.4, scale=1.3, seed=11)
+    to_ref = FrechetToReference(statistics(ref))
+    of_subsets = to_ref.of_subsets(gen)
+    r = np.random.default_rng(12)
+    for m in (150, 120, 60, 20):  # downdated (m >= n/2) and direct (m < n/2) branches
+        idx = r.choice(150, m, replace=False)
+        assert of_subsets(idx) == pytest.approx(to_ref(gen[idx]), rel=1e-9, abs=1e-9)
+    with pytest.raises(ValueError, match="distinct"):
+        of_subsets(np.r_[np.arange(100), [0]])
+
+
+@pytest.mark.parametrize("n_gen, n_ref, size", [(120, 90, 60), (80, 80, 80),
+                                                 (400, 300, 20)])  # last: per-subset kernels
+def test_kid_from_shared_kernels_equals_torch_fidelity(n_gen, n_ref, size):
+    gen, ref = gaussian(n_gen, seed=13), gaussian(n_ref, shift=0.2, seed=14)
+    expected = kid_features_to_metric(torch.from_numpy(gen), torch.from_numpy(ref), kid_subsets=25,
+                                      kid_subset_size=size, rng_seed=3, verbose=False)
+    figure = kid(gen, ref, subset_size=size, subsets=25, seed=3)
+    assert KidKernels.worth_it(n_gen, n_ref, size, 25) == (size > 20)
+    assert figure.value == pytest.approx(expected["kernel_inception_distance_mean"], rel=1e-9)
+    assert figure.ci_high - figure.value == pytest.approx(expected["kernel_inception_distance_std"],
+                                                          rel=1e-9)
+    # a group's KID through the kernels of the whole sets equals KID of the group's rows alone
+    members, ref_rows = np.arange(0, n_gen, 2), np.arange(10, n_ref)
+    kernels = KidKernels(gen, ref)
+    group = kid(gen[members], ref[ref_rows], size // 2, 25, 4, "g", kernels, (members, ref_rows))
+    alone = kid_features_to_metric(torch.from_numpy(gen[members]), torch.from_numpy(ref[ref_rows]),
+                                   kid_subsets=25, kid_subset_size=size // 2, rng_seed=4, verbose=False)
+    assert group.value == pytest.approx(alone["kernel_inception_distance_mean"], rel=1e-9)
 
 
 def test_kid_matches_the_unbiased_mmd_formula():
