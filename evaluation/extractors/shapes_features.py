@@ -8,7 +8,8 @@ one categorical label per image, so that Inception Score has its intended meanin
 image is the (shape, colour) of its largest visible instance, 5 x 6 = 30 classes (``CLASS_NAMES``).
 Auxiliary heads (background texture, number of visible objects, and a coarse 8x8 map of which
 (shape, colour) covers each cell) are trained jointly so that the features describe the whole
-scene, not only its largest object.
+scene, not only its largest object; a separate branch over the background pixels gives the
+background texture its own features (a background swap moves FID as a shape change does).
 
 Its front end is a frozen copy of the shapes checker (``augment.shapes.checker``, a segmenter
 trained on real scenes only): telling a star from a cross at 64x64 takes a full-resolution network
@@ -67,6 +68,59 @@ def _conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
                          nn.BatchNorm2d(c_out, eps=1e-3), nn.SiLU())
 
 
+class BackgroundBranch(nn.Module):
+    """Background texture features from the pixels the checker calls background.
+
+    The scene trunk's features serve the class, count and coverage heads, which outweigh the
+    background head in a shared layer (trained that way it stays at chance). This branch has its
+    own inputs, statistics over the background pixels (weighted by the checker's background
+    probability): mean colour; log magnitude of the colour's linear slope across the image (a
+    gradient); log residual spread around that plane (a texture); mean absolute over root-mean-
+    square residual (about 1 for two-level stripes, 0.8 for Gaussian-like noise, whatever the
+    contrast); log mean difference of neighbouring pixels (sharp stripes vs smooth noise); and the
+    mean of a few learned local filters. One layer mixes them into ``dim`` features appended to the scene features.
+    Magnitudes, not signed slopes, so a flipped image gets the same features.
+    """
+
+    STATS = 15
+
+    def __init__(self, dim: int, filters: int = 12):
+        super().__init__()
+        self.filters = nn.Sequential(_conv_block(3, filters), _conv_block(filters, filters))
+        self.norm = nn.BatchNorm1d(self.STATS + filters, eps=1e-3)
+        self.mix = nn.Linear(self.STATS + filters, dim)
+
+    def forward(self, images: torch.Tensor, p_background: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = images.shape
+        weight = p_background + 1e-3  # (B, 1, H, W); never all zero
+
+        def wmean(x, wt=weight):  # weighted mean over the pixels, (B, C, H, W) -> (B, C)
+            return (x * wt).sum(dim=(2, 3)) / wt.sum(dim=(2, 3))
+
+        ys = torch.linspace(-1, 1, h, device=images.device).view(1, 1, h, 1).expand(b, 1, h, w)
+        xs = torch.linspace(-1, 1, w, device=images.device).view(1, 1, 1, w).expand(b, 1, h, w)
+        mean = wmean(images)
+        colour = images - mean[:, :, None, None]
+        fit, slope_sq = torch.zeros_like(images), torch.zeros_like(mean)
+        for coord in (xs, ys):
+            centred = coord - wmean(coord)[:, :, None, None]
+            slope = wmean(centred * colour) / wmean(centred * centred)  # (B, 3)
+            fit = fit + slope[:, :, None, None] * centred
+            slope_sq = slope_sq + slope ** 2
+        residual = colour - fit
+        spread = wmean(residual ** 2)
+        two_level = wmean(residual.abs()) / (spread + 1e-6).sqrt()
+        steps = []
+        for diff, wt in ((images.diff(dim=-1), weight[..., 1:] * weight[..., :-1]),
+                         (images.diff(dim=-2), weight[..., 1:, :] * weight[..., :-1, :])):
+            steps.append(wmean(diff.abs(), wt))
+        stats = torch.cat([mean, 0.5 * torch.log(slope_sq + 1e-6), 0.5 * torch.log(spread + 1e-6),
+                           two_level,
+                           torch.log((steps[0] + steps[1]) / 2 + 1e-4),
+                           wmean(self.filters(images * 2.0 - 1.0))], dim=1)
+        return F.silu(self.mix(self.norm(stats)))
+
+
 class ShapesFeatureNet(nn.Module):
     """Frozen shapes checker, then a CNN with three stride-2 levels (``widths``) to an 8x8 grid and
     one hidden layer.
@@ -76,11 +130,12 @@ class ShapesFeatureNet(nn.Module):
     real scenes (it misses where two instances share a class, or areas nearly tie). So the class
     logits are ``temperature * log(coverage)`` (a 5% area difference is about one logit at the
     initial temperature) plus a linear head on the features, initialised to zero, that learns the
-    corrections. The CNN sees RGB and the checker's probabilities (3 + 6 + 7 channels); the hidden
+    corrections. The heads read the scene features and the background branch's together. The CNN sees RGB and the checker's probabilities (3 + 6 + 7 channels); the hidden
     layer reads its mean-pooled grid and ``log(coverage)``.
 
     Input (B, 3, 64, 64) float in [0, 1]. ``forward`` returns a dict of float tensors:
-    ``features`` (B, feature_dim), the penultimate layer (after SiLU); ``logits_unbiased``
+    ``features`` (B, feature_dim + background_dim), the penultimate layer (after SiLU) and, when
+    ``background_dim`` > 0, the ``BackgroundBranch`` features; ``logits_unbiased``
     (B, len(CLASS_NAMES)), no constant bias, so IS reads the classifier's own p(y|x);
     ``background_logits`` (B, num_backgrounds); ``count_logits`` (B, max_objects), index k = k + 1
     visible objects; ``cell_logits`` (B, len(CLASS_NAMES) + 1, 8, 8), channel 0 = background, an
@@ -88,14 +143,15 @@ class ShapesFeatureNet(nn.Module):
     """
 
     def __init__(self, widths: tuple[int, ...] = (24, 48, 96), feature_dim: int = 128,
-                 num_backgrounds: int = 4, max_objects: int = 4, checker: dict | None = None):
+                 num_backgrounds: int = 4, max_objects: int = 4, checker: dict | None = None,
+                 background_dim: int = 0):
         super().__init__()
         if len(widths) != 3:
             raise ValueError(f"widths needs exactly three levels (64 -> 8 pixels), got {widths}")
         self.checker = ShapesChecker(**(checker or {})).requires_grad_(False)
         self.config = {"widths": list(widths), "feature_dim": feature_dim,
                        "num_backgrounds": num_backgrounds, "max_objects": max_objects,
-                       "checker": self.checker.config}
+                       "checker": self.checker.config, "background_dim": background_dim}
         num_classes = (self.checker.config["num_classes"] - 1) * (self.checker.config["num_colours"] - 1)
         levels, c_in = [], 3 + self.checker.config["num_classes"] + self.checker.config["num_colours"]
         for width in widths:
@@ -104,10 +160,12 @@ class ShapesFeatureNet(nn.Module):
         self.body = nn.Sequential(*levels)
         self.hidden = nn.Linear(widths[-1] + num_classes, feature_dim)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(20.0)))
-        self.class_head = nn.Linear(feature_dim, num_classes, bias=False)
+        self.background = BackgroundBranch(background_dim) if background_dim else None
+        out_dim = feature_dim + background_dim
+        self.class_head = nn.Linear(out_dim, num_classes, bias=False)
         nn.init.zeros_(self.class_head.weight)  # start from the coverage argmax, learn corrections
-        self.background_head = nn.Linear(feature_dim, num_backgrounds)
-        self.count_head = nn.Linear(feature_dim, max_objects)
+        self.background_head = nn.Linear(out_dim, num_backgrounds)
+        self.count_head = nn.Linear(out_dim, max_objects)
         self.cell_head = nn.Conv2d(widths[-1], num_classes + 1, 1)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -117,6 +175,8 @@ class ShapesFeatureNet(nn.Module):
         log_coverage = torch.log(joint.flatten(1, 2).mean(dim=(2, 3)) + _COVERAGE_EPS)  # (B, 30)
         grid = self.body(torch.cat([images, p_class, p_colour], dim=1) * 2.0 - 1.0)  # (B, C, 8, 8)
         features = F.silu(self.hidden(torch.cat([grid.mean(dim=(2, 3)), log_coverage], dim=1)))
+        if self.background is not None:
+            features = torch.cat([features, self.background(images, p_class[:, :1])], dim=1)
         return {"features": features,
                 "logits_unbiased": self.log_temperature.exp() * log_coverage + self.class_head(features),
                 "background_logits": self.background_head(features),

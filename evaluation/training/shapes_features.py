@@ -171,7 +171,8 @@ def evaluate_shapes_features(model: ShapesFeatureNet, world: LayoutSpec, seed: i
 def train_shapes_features(out_dir: str | Path, seed: int = 0, num_scenes: int = 10_000,
                           steps: int = 400, batch_size: int = 64, learning_rate: float = 1e-3,
                           widths: tuple[int, ...] = (24, 48, 96), feature_dim: int = 128,
-                          eval_scenes: int = 1_000, checker: str | Path | None = None,
+                          background_dim: int = 16, eval_scenes: int = 1_000,
+                          checker: str | Path | None = None,
                           workers: int | None = None, device: str = "cpu") -> dict:
     """Train a ``ShapesFeatureNet`` on real scenes and save it with its held-out metrics.
 
@@ -181,11 +182,11 @@ def train_shapes_features(out_dir: str | Path, seed: int = 0, num_scenes: int = 
     metrics come from ``eval_scenes`` scenes of seed ``seed + 1``, clean and degraded (blur sigma 1,
     noise std 0.03). AdamW with a one-cycle schedule.
 
-    Known limit: with the trained checker as front end the background head stays at chance (held-out
-    ~0.25 of 4): the class, count and coverage losses win the shared hidden layer (without the
-    checker, or without the count or coverage loss, it learns backgrounds). So these features see
-    shapes, colours, counts and layout, and barely the background texture. Writes ``out_dir/{model.safetensors,
-    config.json, training.json}`` and returns training.json's dict. Same arguments and checker ->
+    ``background_dim`` features come from a separate background branch
+    (``BackgroundBranch``): read from the shared hidden layer alone, the background head stays at
+    chance (held-out ~0.25 of 4), because the class, count and coverage losses win that layer; 0
+    builds the model without it. Writes ``out_dir/{model.safetensors, config.json,
+    training.json}`` and returns training.json's dict. Same arguments and checker ->
     same data, initial weights and batches.
     """
     start = time.time()
@@ -199,7 +200,7 @@ def train_shapes_features(out_dir: str | Path, seed: int = 0, num_scenes: int = 
     torch.manual_seed(seed)
     front_end = load_checker(checker)
     model = ShapesFeatureNet(widths, feature_dim, max_objects=world.objects_per_image[1],
-                             checker=front_end.config)
+                             checker=front_end.config, background_dim=background_dim)
     model.checker.load_state_dict(front_end.state_dict())
     model = model.to(device)
     trained = [p for p in model.parameters() if p.requires_grad]
@@ -237,7 +238,8 @@ def train_shapes_features(out_dir: str | Path, seed: int = 0, num_scenes: int = 
     report = {
         "recipe": {"seed": seed, "num_scenes": num_scenes, "steps": steps, "batch_size": batch_size,
                    "learning_rate": learning_rate, "widths": list(widths), "feature_dim": feature_dim,
-                   "eval_scenes": eval_scenes, "world": world.model_dump(mode="json"),
+                   "background_dim": background_dim, "eval_scenes": eval_scenes,
+                   "world": world.model_dump(mode="json"),
                    "checker_sha256": hashlib.sha256(checker_file.read_bytes()).hexdigest()},
         "parameters": sum(p.numel() for p in model.parameters()),
         "trained_parameters": sum(p.numel() for p in trained),

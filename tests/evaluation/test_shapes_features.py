@@ -116,6 +116,26 @@ def test_embedded_extractor_classifies_unseen_real_scenes(unseen, unseen_feature
     assert (predicted == scene_targets(unseen[0])["largest"]).mean() >= 0.9
 
 
+def test_features_see_the_background(model, unseen, unseen_features):
+    scenes, _ = unseen
+    background = extract(model, unseen[1], outputs=("background_logits",))
+    predicted = background["background_logits"].argmax(1).numpy()
+    assert (predicted == scene_targets(scenes)["background"]).mean() >= 0.75  # chance: 0.25
+    # the same layouts on another background move the features: FID to the real scenes grows
+    layouts = [sample_layout(WORLD, UNSEEN_SEED, i) for i in range(128)]
+    swapped = {name: np.stack([render_scene(Layout(l.height, l.width, name, l.instances, l.texture_seed))
+                               .transpose(2, 0, 1) for l in layouts]) for name in ("plain", "stripes")}
+    other_real = extract(model, torch.from_numpy(render_scenes(WORLD, UNSEEN_SEED + 2, 0, 128).images))
+
+    def fid(a, b):
+        stats = [fid_features_to_statistics(x.double()) for x in (a, b)]
+        return fid_statistics_to_metric(*stats, verbose=False)["frechet_inception_distance"]
+
+    real_vs_real = fid(other_real["features"], unseen_features["features"])
+    for name, images in swapped.items():
+        assert fid(extract(model, images)["features"], unseen_features["features"]) > 2 * real_vs_real, name
+
+
 def test_single_class_set_scores_lower_inception_score_than_a_balanced_set(model):
     def image(shape: str, colour: str, i: int) -> np.ndarray:
         rng = np.random.default_rng(i)
@@ -221,4 +241,5 @@ def test_training_is_deterministic_and_round_trips(tmp_path):
     assert weights_sha256(tmp_path / "a") == weights_sha256(tmp_path / "b" / "model.safetensors")
     assert json.loads((tmp_path / "a" / "training.json").read_text())["held_out"] == report["held_out"]
     out = extract(load_shapes_features(tmp_path / "a"), torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
-    assert out["features"].shape == (2, 8) and out["logits_unbiased"].shape == (2, len(CLASS_NAMES))
+    dim = 8 + report["recipe"]["background_dim"]  # scene features + background branch
+    assert out["features"].shape == (2, dim) and out["logits_unbiased"].shape == (2, len(CLASS_NAMES))
