@@ -100,13 +100,28 @@ def shape_mask(kind: str, cx: float, cy: float, radius: float, rotation: float,
     """Rasterise one shape (no anti-aliasing, so the mask is exactly the drawn pixels).
 
     ``(cx, cy)`` is the centre in pixels, ``radius`` the circumradius in pixels, ``rotation`` in
-    radians. Returns a bool mask (H, W).
+    radians. Returns a bool mask (H, W). Only the pixels of the shape's bounding box are tested
+    (no pixel outside it can be inside), with the same per-pixel arithmetic as a full-image test.
     """
-    ys, xs = _pixel_grid(height, width)
     if kind == "circle":
-        return (xs - cx) ** 2 + (ys - cy) ** 2 <= radius**2
-    vertices = _polygon_vertices(kind, radius, rotation) + np.array([cx, cy])
-    return _inside_polygon(xs, ys, vertices)
+        vertices = None
+        x_lo, x_hi, y_lo, y_hi = cx - radius, cx + radius, cy - radius, cy + radius
+    else:
+        vertices = _polygon_vertices(kind, radius, rotation) + np.array([cx, cy])
+        (x_lo, y_lo), (x_hi, y_hi) = vertices.min(0), vertices.max(0)
+    # pixel centres i + 0.5 in [lo, hi]: i from floor(lo - 0.5) to ceil(hi - 0.5), one pixel spare
+    r0, r1 = max(int(np.floor(y_lo - 0.5)) - 1, 0), min(int(np.ceil(y_hi - 0.5)) + 2, height)
+    c0, c1 = max(int(np.floor(x_lo - 0.5)) - 1, 0), min(int(np.ceil(x_hi - 0.5)) + 2, width)
+    mask = np.zeros((height, width), dtype=bool)
+    if r0 >= r1 or c0 >= c1:
+        return mask
+    ys, xs = np.mgrid[r0:r1, c0:c1].astype(np.float64)
+    ys, xs = ys + 0.5, xs + 0.5
+    if vertices is None:
+        mask[r0:r1, c0:c1] = (xs - cx) ** 2 + (ys - cy) ** 2 <= radius**2
+    else:
+        mask[r0:r1, c0:c1] = _inside_polygon(xs, ys, vertices)
+    return mask
 
 
 def _tint(rng: np.random.Generator) -> np.ndarray:
