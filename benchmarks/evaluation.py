@@ -80,7 +80,6 @@ def direct_calls(gen: Path, ref: Path) -> dict:
         kid_subset_size=min(1000, NUM_IMAGES), batch_size=64, cuda=False, verbose=False,
         save_cpu_ram=True, cache=False, rng_seed=EvalSpec().seed)  # IS splits shuffled alike
     files = _Images(gen)
-    files = _Images(gen)
     images = torch.stack([files[i] for i in range(len(files))])
     model, _, tokenizer = load_clip()
     captions = pd.read_parquet(gen / "manifest.parquet").sort_values("id")["caption"].tolist()
@@ -88,7 +87,8 @@ def direct_calls(gen: Path, ref: Path) -> dict:
                                          encode_texts(model, tokenizer, captions)).mean())
     crop_start = time.perf_counter()
     coco = json.loads((gen / "annotations" / "instances.json").read_text())
-    row_of = {im["id"]: files.files.index(gen / im["file_name"]) for im in coco["images"]}
+    position = {path: i for i, path in enumerate(files.files)}
+    row_of = {im["id"]: position[gen / im["file_name"]] for im in coco["images"]}
     xyxy = [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
             for a in coco["annotations"]]
     square = crop_boxes(boxes=np.asarray(xyxy), image_size=tuple(images.shape[-2:]))  # + margin

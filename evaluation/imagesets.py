@@ -21,6 +21,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from augment.layouts import Layout
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
@@ -42,18 +44,16 @@ class ImageSet:
     captions: list[str] | None = None
     layouts: list[str] | None = None
     groups: dict[str, list[int]] = field(default_factory=dict)
-    _parsed: "OrderedDict[int, object]" = field(default_factory=OrderedDict, repr=False,
+    _parsed: "OrderedDict[int, Layout]" = field(default_factory=OrderedDict, repr=False,
                                                 compare=False)
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def layout(self, row: int):
+    def layout(self, row: int) -> Layout:
         """The parsed ``Layout`` of a row. Recently used ones are kept (up to
         ``LAYOUT_CACHE_PIXELS`` pixels of masks), so the masks a layout renders are shared by every
         metric that needs them (crops, layout fidelity) instead of rendered again."""
-        from augment.layouts import Layout
-
         if self.layouts is None:
             raise ValueError(f"{self.name} has no layouts")
         row = int(row)

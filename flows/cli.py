@@ -241,6 +241,10 @@ def convert_weights(src: Path = typer.Argument(..., help="A .pth state dict (ten
     typer.echo(f"wrote {dst}")
 
 
+SeedOption = typer.Option(0, help="Seed of the training scenes and the initial weights.")
+DeviceOption = typer.Option("cpu", help="cpu or cuda.")
+
+
 @train_app.command("shapes")
 def train_shapes(
     config: Optional[Path] = typer.Argument(None, help="YAML TrainShapesSpec (default: the shipped recipe)."),
@@ -258,7 +262,7 @@ def train_shapes(
 @train_app.command("checker")
 def train_checker_cmd(
     out: Path = typer.Option(Path("models/shapes-checker"), "--out", help="Folder for the weights."),
-    seed: int = typer.Option(0, help="Seed of the training scenes and the initial weights."),
+    seed: int = SeedOption,
 ) -> None:
     """Train the shapes checker (the independent verifier) on real procedural scenes."""
     from augment.training.checker import train_checker
@@ -270,8 +274,8 @@ def train_checker_cmd(
 @train_app.command("shapes-features")
 def train_shapes_features_cmd(
     out: Path = typer.Option(Path("models/shapes-features"), "--out", help="Folder for the weights."),
-    seed: int = typer.Option(0, help="Seed of the training scenes and the initial weights."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    seed: int = SeedOption,
+    device: str = DeviceOption,
 ) -> None:
     """Train the embedded fidelity feature extractor (shapes-features) on real procedural scenes."""
     from evaluation.training.shapes_features import train_shapes_features
@@ -284,8 +288,8 @@ def train_shapes_features_cmd(
 @train_app.command("clip")
 def train_clip_cmd(
     out: Path = typer.Option(Path("models/shapes-clip"), "--out", help="Folder for the weights."),
-    seed: int = typer.Option(0, help="Seed of the training scenes and the initial weights."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    seed: int = SeedOption,
+    device: str = DeviceOption,
 ) -> None:
     """Train the embedded CLIP (shapes-clip-tiny) contrastively on shapes-world images and captions."""
     from evaluation.training.clip import train_shapes_clip

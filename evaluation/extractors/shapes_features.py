@@ -78,8 +78,8 @@ class BackgroundBranch(nn.Module):
     gradient); log residual spread around that plane (a texture); mean absolute over root-mean-
     square residual (about 1 for two-level stripes, 0.8 for Gaussian-like noise, whatever the
     contrast); log mean difference of neighbouring pixels (sharp stripes vs smooth noise); and the
-    mean of a few learned local filters. One layer mixes them into ``dim`` features appended to the scene features.
-    Magnitudes, not signed slopes, so a flipped image gets the same features.
+    mean of a few learned local filters. One layer mixes them into ``dim`` features appended to
+    the scene features. Magnitudes, not signed slopes, so a flipped image gets the same features.
     """
 
     STATS = 15
