@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from augment.palettes import ADE20K
-from augment.shapes.world import BACKGROUNDS, CLASSES, COLOURS
+from augment.image.palettes import ADE20K
+from augment.image.world import BACKGROUNDS, CLASSES, COLOURS
 
 SCHEDULERS = ("ddpm", "ddim", "dpmsolver++", "unipc", "euler")
 DTYPES = ("float32", "float16", "bfloat16")

@@ -1,6 +1,6 @@
 """Stable Diffusion backends: our generation vs the bare diffusers pipeline on the same components.
 
-Tiny random-weight components (``augment.pipelines.tiny_sd``) on this machine's device, 64x64,
+Tiny random-weight components (``augment.testing.tiny_sd``) on this machine's device, 64x64,
 4 steps, batch 4. Ours = ``generate_dataset``: layouts, prompts, rendering with the NaN guard,
 CLIP crop verification, PNGs, masks, manifest, COCO and YOLO. Baseline = what a user would write
 with diffusers alone for the same images: the conditions of the same layouts and one stock
@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from augment.backends import load_backend
-from augment.backends_sd import control_images, grounding
+from augment.image.backends import load_backend
+from augment.image.backends_sd import control_images, grounding
 from augment.config import ImageJob, LayoutSpec, ModelSpec, SamplerSpec, VerifySpec
-from augment.generate import generate_dataset
-from augment.layouts import sample_layout, sample_seeds
-from augment.pipelines.tiny_sd import save_sd_folder, save_tiny_open_clip
-from augment.schedulers import make_scheduler
+from augment.image.generate import generate_dataset
+from augment.image.layouts import sample_layout, sample_seeds
+from augment.testing.tiny_sd import save_sd_folder, save_tiny_open_clip
+from augment.core.schedulers import make_scheduler
 from benchmarks.common import interleaved, median, row
 
 BACKENDS = ("controlnet-seg", "gligen", "inpaint-paste")

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from augment.config import EvalSpec, ImageJob, ModelSpec, SamplerSpec, VerifySpec
-from augment.generate import dataset_dir, generate_dataset
+from augment.image.generate import dataset_dir, generate_dataset
 from benchmarks.common import interleaved, median, row, timed
 
 NUM_IMAGES = 256
@@ -65,12 +65,12 @@ def direct_calls(gen: Path, ref: Path) -> dict:
     import pandas as pd
     import torch_fidelity
 
-    from augment.shapes.checker import load_checker, predict
+    from augment.image.checker import load_checker, predict
     from torchvision.ops import roi_align
 
-    from evaluation.clip_alignment import SHAPE_TEMPLATE, clip_score, crop_boxes
-    from evaluation.clip_models import encode_images, encode_texts, load_clip
-    from evaluation.extractors.shapes_features import EXTRACTOR_NAME, register
+    from evaluation.image.clip_alignment import SHAPE_TEMPLATE, clip_score, crop_boxes
+    from evaluation.image.clip_models import encode_images, encode_texts, load_clip
+    from evaluation.image.shapes_features import EXTRACTOR_NAME, register
 
     register()
     out = torch_fidelity.calculate_metrics(

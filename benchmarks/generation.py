@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from augment.backends import load_backend
+from augment.image.backends import load_backend
 from augment.config import ImageJob, LayoutSpec, RunConfig, SamplerSpec
-from augment.layouts import sample_layout, sample_seeds
-from augment.pipelines.shapes_tiny import encode_layouts
+from augment.image.layouts import sample_layout, sample_seeds
+from augment.image.pipelines.shapes_tiny import encode_layouts
 from benchmarks.common import interleaved, median, row, timed
 
 NUM_IMAGES = 96

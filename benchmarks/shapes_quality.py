@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from augment.backends import load_backend
+from augment.image.backends import load_backend
 from augment.config import LayoutSpec, load_config
-from augment.layouts import sample_layout, sample_seeds
-from augment.shapes.checker import load_checker, predict
+from augment.image.layouts import sample_layout, sample_seeds
+from augment.image.checker import load_checker, predict
 from benchmarks.common import row
-from evaluation.layout_fidelity import fidelity_from_predictions, real_scene_ceiling, summary_line
+from evaluation.image.layout_fidelity import fidelity_from_predictions, real_scene_ceiling, summary_line
 
 NUM_SAMPLES = 256
 SEED = 2024  # not the demo's seed: fresh layouts

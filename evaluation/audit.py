@@ -34,11 +34,11 @@ def unspecified_instances(dataset: str | Path) -> pd.DataFrame:
 def _clip_colours(dataset: Path, instances: pd.DataFrame, eval_spec: EvalSpec,
                   values: tuple[str, ...], prompts: tuple[str, ...]) -> list[str]:
     """Zero-shot colour of each instance crop (CLIP features from the evaluation cache)."""
-    from evaluation.clip_alignment import zero_shot
-    from evaluation.clip_models import encode_texts
-    from evaluation.extractors_for_eval import _clip, clip_extractor
+    from evaluation.image.clip_alignment import zero_shot
+    from evaluation.image.clip_models import encode_texts
+    from evaluation.image.extractors import _clip, clip_extractor
     from evaluation.features import compute_features
-    from evaluation.imagesets import open_image_set
+    from evaluation.image.sets import open_image_set
 
     image_set = open_image_set(dataset, kept_only=False)
     extractor = clip_extractor(eval_spec, image_set)

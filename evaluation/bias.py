@@ -37,7 +37,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from augment.shapes.world import CLASSES, COLOURS
+from augment.image.world import CLASSES, COLOURS
 from evaluation.fidelity import Figure
 from evaluation.stats import bootstrap_ci
 
@@ -233,14 +233,14 @@ class BiasPreset:
 SHAPES_COLOUR_PRESET = BiasPreset(
     name="shapes-colour",
     conditions={shape: shape for shape in CLASSES},  # Instance.phrase with colour=None
-    # "a {} shape" is evaluation.clip_alignment.COLOUR_TEMPLATE, which the embedded shapes CLIP
+    # "a {} shape" is evaluation.image.clip_alignment.COLOUR_TEMPLATE, which the embedded shapes CLIP
     # was trained with. It is written out here to keep open_clip out of this module; a test
     # keeps the two equal.
     attributes=(AttributeSpec("colour", COLOURS, tuple(f"a {c} shape" for c in COLOURS)),),
 )
 """Colour given shape, for the embedded generator. Each shape class is drawn with its colour left
 open and the colour is classified by the shapes checker or the embedded CLIP. The target is
-uniform. The known answer is ``augment.shapes.world.PLANTED_SKEW``: circles come out red about 60%
+uniform. The known answer is ``augment.image.world.PLANTED_SKEW``: circles come out red about 60%
 of the time and the other shapes come out uniform."""
 
 _OCCUPATIONS = ("doctor", "nurse", "software developer", "CEO", "janitor", "teacher",

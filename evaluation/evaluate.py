@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 
 from augment.config import EvalSpec
-from augment.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from augment.layouts import Layout
+from augment.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from augment.image.layouts import Layout
 from evaluation import fidelity as fd
-from evaluation.extractors_for_eval import (CheckerMaps, checker_extractor, clip_extractor,
+from evaluation.image.extractors import (CheckerMaps, checker_extractor, clip_extractor,
                                             fidelity_extractor, shapes_world)
 from evaluation.features import SetFeatures, compute_features
-from evaluation.imagesets import ImageSet, open_image_set
+from evaluation.image.sets import ImageSet, open_image_set
 from evaluation.stats import mean_ci, wilson_interval
 
 log = logging.getLogger(__name__)
@@ -306,9 +306,9 @@ def _reference_diversity(feats: np.ndarray, ref: Reference,
 
 
 def _clip_figures(gen_set: ImageSet, gen: SetFeatures, name: str, spec: EvalSpec) -> list[fd.Figure]:
-    from evaluation.clip_alignment import SHAPE_TEMPLATE, clip_score, clip_score_100, zero_shot
-    from evaluation.clip_models import encode_texts
-    from evaluation.extractors_for_eval import _clip
+    from evaluation.image.clip_alignment import SHAPE_TEMPLATE, clip_score, clip_score_100, zero_shot
+    from evaluation.image.clip_models import encode_texts
+    from evaluation.image.extractors import _clip
 
     model, _, tokenizer = _clip(spec.clip_model, spec.clip_checkpoint, spec.device)
     arrays = gen.arrays[name]
@@ -358,7 +358,7 @@ _CEILING_LAYOUTS = 64  # the ceiling is a reference point printed in details, no
 
 def layout_figures(gen_set: ImageSet, rows: np.ndarray, preds: dict, spec: EvalSpec) -> list[fd.Figure]:
     """Checker-based layout fidelity, with the checker's own score on real renders as ceiling."""
-    from evaluation.layout_fidelity import box_recall, fidelity_from_predictions, real_scene_ceiling
+    from evaluation.image.layout_fidelity import box_recall, fidelity_from_predictions, real_scene_ceiling
 
     layouts = [gen_set.layout(r) for r in rows]
     figs = fidelity_from_predictions(preds["semantic"], preds["colour"], layouts)
@@ -386,7 +386,7 @@ def layout_figures(gen_set: ImageSet, rows: np.ndarray, preds: dict, spec: EvalS
 
 
 def _bootstrap_miou(semantic: np.ndarray, layouts: list[Layout], spec: EvalSpec) -> tuple[float, float]:
-    from augment.shapes.checker import confusion_matrix, miou_from_confusion
+    from augment.image.checker import confusion_matrix, miou_from_confusion
     from evaluation.stats import bootstrap_ci
 
     k = int(max(semantic.max(), max(l.semantic_map.max() for l in layouts))) + 1

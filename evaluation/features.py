@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from augment.io import atomic_write_bytes, atomic_write_json
-from evaluation.imagesets import ImageSet, read_chunks, stack_resized
+from augment.core.io import atomic_write_bytes, atomic_write_json
+from evaluation.image.sets import ImageSet, read_chunks, stack_resized
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from augment.dataset import (SampleReadError, exported_rows, mask_xyxy, read_image, read_label_map,
+from augment.image.dataset import (SampleReadError, exported_rows, mask_xyxy, read_image, read_label_map,
                              visible_instances)
-from augment.shapes.world import PALETTE
+from augment.image.world import PALETTE
 from evaluation.compare import higher_is_better
 
 log = logging.getLogger(__name__)

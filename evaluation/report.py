@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from augment.io import atomic_write_text
+from augment.core.io import atomic_write_text
 from evaluation.compare import (Cell, comparison_table, format_number, higher_is_better,
                                 run_descriptors, runs_table)
 from evaluation.evaluate import COLUMNS

@@ -218,7 +218,7 @@ def reference(
     """Compute a reference set's features once; pass the .npz to --reference afterwards."""
     from augment.config import EvalSpec
     from evaluation.evaluate import reference_from_set, save_reference
-    from evaluation.extractors_for_eval import fidelity_extractor
+    from evaluation.image.extractors import fidelity_extractor
 
     spec = _run(_load, config, EvalSpec, overrides)
     ref, _ = _run(reference_from_set, source, spec, _run(fidelity_extractor, spec), images)
@@ -252,7 +252,7 @@ def train_shapes(
     overrides: Optional[list[str]] = SetOption,
 ) -> None:
     """Train the embedded shapes-tiny generator from a fixed seed (GPU recommended)."""
-    from augment.training.generator import train_shapes_generator
+    from augment.image.training.generator import train_shapes_generator
 
     spec = _run(_load, config, TrainShapesSpec, overrides)
     path = _run(train_shapes_generator, spec, out)
@@ -265,7 +265,7 @@ def train_checker_cmd(
     seed: int = SeedOption,
 ) -> None:
     """Train the shapes checker (the independent verifier) on real procedural scenes."""
-    from augment.training.checker import train_checker
+    from augment.image.training.checker import train_checker
 
     metrics = _run(train_checker, out, seed=seed)
     typer.echo(f"saved shapes-checker to {out}; held-out: {metrics}")
@@ -278,7 +278,7 @@ def train_shapes_features_cmd(
     device: str = DeviceOption,
 ) -> None:
     """Train the embedded fidelity feature extractor (shapes-features) on real procedural scenes."""
-    from evaluation.training.shapes_features import train_shapes_features
+    from evaluation.image.training.shapes_features import train_shapes_features
 
     report = _run(train_shapes_features, out, seed=seed, device=device)
     typer.echo(f"saved shapes-features to {out}; held-out accuracy "
@@ -292,7 +292,7 @@ def train_clip_cmd(
     device: str = DeviceOption,
 ) -> None:
     """Train the embedded CLIP (shapes-clip-tiny) contrastively on shapes-world images and captions."""
-    from evaluation.training.clip import train_shapes_clip
+    from evaluation.image.training.clip import train_shapes_clip
 
     report = _run(train_shapes_clip, out, seed=seed, device=device)
     held = report["held_out"]

@@ -14,9 +14,9 @@ from prefect.futures import as_completed
 from tqdm.auto import tqdm
 
 from augment.config import ImageJob, RunConfig
-from augment.generate import (dataset_dir, finalize_dataset, generate_shard, pending_shards,
+from augment.image.generate import (dataset_dir, finalize_dataset, generate_shard, pending_shards,
                               prepare_dataset, shard_ids)
-from augment.io import FolderLock
+from augment.core.io import FolderLock
 from flows.runners import make_task_runner
 from flows.summaries import generation_markdown
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow
 
 from augment.config import RunConfig, audit_job, variant_jobs
-from augment.generate import dataset_dir
+from augment.image.generate import dataset_dir
 from flows.evaluate import audit_task, evaluate_task, publish, report_task
 from flows.generate import generate_image_dataset
 from flows.runners import make_task_runner

@@ -29,7 +29,7 @@ def test_library_packages_do_not_import_prefect_or_flows():
 
 
 def test_importing_the_library_does_not_load_prefect():
-    code = ("import sys, augment.generate, augment.dataset, evaluation; "
+    code = ("import sys, augment.image.generate, augment.image.dataset, evaluation; "
             "print('prefect' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -1,7 +1,7 @@
 """SD-1.5-sized backends on a CUDA GPU: our generation vs the bare diffusers pipeline, in fp16.
 
 Random weights time the same as trained ones, so nothing is downloaded: the components are built
-from the Stable Diffusion 1.5 architecture (``augment.pipelines.tiny_sd``, shape "sd15"), saved
+from the Stable Diffusion 1.5 architecture (``augment.testing.tiny_sd``, shape "sd15"), saved
 as fp16 safetensors and loaded through our loader. For each batch size: 512x512, 20 steps,
 guidance 7.5, shapes-world layouts. Ours = ``generate_dataset`` (layouts, prompts, rendering with
 the NaN guard, PNGs, masks, manifest, COCO, YOLO; verification off: no CLIP weights here);
@@ -29,8 +29,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from augment.config import ImageJob, LayoutSpec, ModelSpec, SamplerSpec, VerifySpec
-from augment.generate import generate_dataset
-from augment.pipelines.tiny_sd import save_sd_folder
+from augment.image.generate import generate_dataset
+from augment.testing.tiny_sd import save_sd_folder
 from benchmarks.backends import PALETTE, bare_loop
 from benchmarks.common import device_name, interleaved, median
 

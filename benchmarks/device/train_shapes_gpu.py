@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from augment.config import LayoutSpec, TrainShapesSpec
-from augment.layouts import sample_layout
-from augment.pipelines.shapes_tiny import ShapesTinyPipeline, make_unet
-from augment.training.generator import train_shapes_generator
+from augment.image.layouts import sample_layout
+from augment.image.pipelines.shapes_tiny import ShapesTinyPipeline, make_unet
+from augment.image.training.generator import train_shapes_generator
 
 
 def step_seconds(batch: int, resolution: int = 64) -> float:

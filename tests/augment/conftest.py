@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from augment.config import LayoutSpec
-from augment.io import atomic_save_png, atomic_write_json
-from augment.layouts import Instance, Layout, render_scene, sample_layout
-from augment.shapes.world import CLASSES
+from augment.core.io import atomic_save_png, atomic_write_json
+from augment.image.layouts import Instance, Layout, render_scene, sample_layout
+from augment.image.world import CLASSES
 
 SPEC = LayoutSpec(height=48, width=64)  # not square, so a swapped H/W shows up
 SEED = 7

@@ -15,14 +15,14 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-import augment.generate as gen
-from augment import backends_sd
-from augment.backends import load_backend
+import augment.image.generate as gen
+from augment.image import backends_sd
+from augment.image.backends import load_backend
 from augment.config import ImageJob, LayoutSpec, ModelSpec, RunConfig, SamplerSpec, VerifySpec
-from augment.dataset import SynthDataset
-from augment.layouts import sample_layout
-from augment.palettes import ADE20K
-from augment.pipelines.tiny_sd import save_sd_folder, save_tiny_open_clip
+from augment.image.dataset import SynthDataset
+from augment.image.layouts import sample_layout
+from augment.image.palettes import ADE20K
+from augment.testing.tiny_sd import save_sd_folder, save_tiny_open_clip
 
 BACKENDS = ("controlnet-seg", "gligen", "inpaint-paste")
 SHAPES_PALETTE = {"circle": "ball", "square": "box", "triangle": "tent", "star": "flag",

@@ -6,9 +6,9 @@ import json
 
 from pycocotools.coco import COCO
 
-from augment.dataset import SynthDataset
-from augment.shapes.world import CLASSES
-from augment.writers import write_coco, write_yolo
+from augment.image.dataset import SynthDataset
+from augment.image.world import CLASSES
+from augment.image.writers import write_coco, write_yolo
 
 
 def test_coco_boxes_only_has_the_same_boxes_and_no_segmentation(dataset):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from augment.coco_layouts import decode_segmentation, fit_mask, load_coco_source
+from augment.image.coco_layouts import decode_segmentation, fit_mask, load_coco_source
 from augment.config import ImageJob, LayoutSpec, ModelSpec
-from augment.layouts import Layout, MaskInstance, layout_categories, sample_layout
+from augment.image.layouts import Layout, MaskInstance, layout_categories, sample_layout
 
 
 def spec_for(coco_file, **kw) -> LayoutSpec:

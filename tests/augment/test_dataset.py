@@ -9,9 +9,9 @@ from PIL import Image
 from pycocotools.coco import COCO
 from torch.utils.data import DataLoader
 
-from augment.dataset import SampleReadError, SynthDataset
-from augment.shapes.world import CLASSES
-from augment.writers import write_coco
+from augment.image.dataset import SampleReadError, SynthDataset
+from augment.image.world import CLASSES
+from augment.image.writers import write_coco
 
 
 def test_items_agree_with_the_coco_export(dataset):

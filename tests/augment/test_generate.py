@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import augment.generate as gen
+import augment.image.generate as gen
 from augment.config import ImageJob, LayoutSpec, SamplerSpec
-from augment.io import FolderLock, FolderLockedError
-from augment.layouts import Layout
+from augment.core.io import FolderLock, FolderLockedError
+from augment.image.layouts import Layout
 
 TIMING = ["seconds"]
 
@@ -72,7 +72,7 @@ def test_manifest_records_how_each_sample_was_made(made):
 
 def test_one_sample_regenerates_alone_from_its_manifest_row(made):
     job, root, _ = made
-    from augment.backends import load_backend
+    from augment.image.backends import load_backend
 
     row = pd.read_parquet(root / "manifest.parquet").iloc[3]
     layout = Layout.from_json(row["layout"])

@@ -7,8 +7,8 @@ import pytest
 from scipy import stats
 
 from augment.config import LayoutSpec
-from augment.layouts import Layout, render_scene, sample_layout, sample_seeds
-from augment.shapes.world import BACKGROUNDS, CLASSES, PALETTE, _polygon_vertices, sample_colour, shape_mask
+from augment.image.layouts import Layout, render_scene, sample_layout, sample_seeds
+from augment.image.world import BACKGROUNDS, CLASSES, PALETTE, _polygon_vertices, sample_colour, shape_mask
 
 
 def test_same_seed_same_layout_and_different_seed_differs():

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from augment.backends import EMBEDDED_SHAPES_TINY
+from augment.image.backends import EMBEDDED_SHAPES_TINY
 from augment.config import LayoutSpec, TrainShapesSpec
-from augment.layouts import sample_layout
-from augment.pipelines.shapes_tiny import (COND_CHANNELS, ShapesTinyPipeline, boundary_map,
+from augment.image.layouts import sample_layout
+from augment.image.pipelines.shapes_tiny import (COND_CHANNELS, ShapesTinyPipeline, boundary_map,
                                            encode_layouts, make_unet)
-from augment.schedulers import SCHEDULER_CLASSES, make_scheduler
-from augment.training.generator import noise_schedule, train_shapes_generator
+from augment.core.schedulers import SCHEDULER_CLASSES, make_scheduler
+from augment.image.training.generator import noise_schedule, train_shapes_generator
 
 SPEC32 = LayoutSpec(height=32, width=32)
 

@@ -8,10 +8,10 @@ import torch
 from pydantic import ValidationError
 
 from augment.config import LayoutSpec, VerifySpec
-from augment.layouts import Instance, Layout, sample_layout
-from augment.pipelines.tiny_sd import save_tiny_open_clip
-from augment.shapes.world import CLASSES
-from augment.verify_clip import TEMPLATE, crop_scores, instance_crop, load_clip
+from augment.image.layouts import Instance, Layout, sample_layout
+from augment.testing.tiny_sd import save_tiny_open_clip
+from augment.image.world import CLASSES
+from augment.image.verify_clip import TEMPLATE, crop_scores, instance_crop, load_clip
 
 
 @pytest.fixture(scope="module")

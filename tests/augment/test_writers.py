@@ -11,12 +11,12 @@ import yaml
 from PIL import Image, ImageDraw
 from pycocotools.coco import COCO
 
-from augment.dataset import SampleReadError
-from augment.io import atomic_save_png
-from augment.shapes.world import CLASSES
-from augment.writers import write_coco, write_yolo
-from augment.writers.coco import coco_annotations_for_sample
-from augment.writers.yolo import mask_polygon
+from augment.image.dataset import SampleReadError
+from augment.core.io import atomic_save_png
+from augment.image.world import CLASSES
+from augment.image.writers import write_coco, write_yolo
+from augment.image.writers.coco import coco_annotations_for_sample
+from augment.image.writers.yolo import mask_polygon
 
 
 def _png(path) -> np.ndarray:

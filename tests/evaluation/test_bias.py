@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import entropy
 
-from augment.shapes.world import CLASSES, COLOURS, PALETTE, PLANTED_SKEW, sample_colour
+from augment.image.world import CLASSES, COLOURS, PALETTE, PLANTED_SKEW, sample_colour
 from evaluation.bias import (PRESETS, SHAPES_COLOUR_PRESET, T2I_SOCIAL_PRESET, audit_attribute,
                              bias_figures, distribution_frame)
 
@@ -108,7 +108,7 @@ def test_presets():
 
 
 def test_shapes_colour_prompts_use_the_clip_template():
-    from evaluation.clip_alignment import COLOUR_TEMPLATE
+    from evaluation.image.clip_alignment import COLOUR_TEMPLATE
 
     (colour,) = SHAPES_COLOUR_PRESET.attributes
     assert colour.prompts == tuple(COLOUR_TEMPLATE.format(c) for c in colour.values)

@@ -14,14 +14,14 @@ from safetensors.torch import save_file
 from scipy.special import softmax
 from scipy.stats import binomtest
 
-from augment.layouts import sample_layout
-from augment.shapes.world import CLASSES, COLOURS
-from augment.training.scenes import render_scenes, world_layout_spec
-from evaluation.clip_alignment import (COLOUR_TEMPLATE, SHAPE_TEMPLATE, classify_crops, clip_score,
+from augment.image.layouts import sample_layout
+from augment.image.world import CLASSES, COLOURS
+from augment.image.training.scenes import render_scenes, world_layout_spec
+from evaluation.image.clip_alignment import (COLOUR_TEMPLATE, SHAPE_TEMPLATE, classify_crops, clip_score,
                                        clip_score_100, crop_boxes, crop_images, zero_shot)
-from evaluation.clip_models import (EMBEDDED_NAME, encode_images, encode_texts, input_size, load_clip,
+from evaluation.image.clip_models import (EMBEDDED_NAME, encode_images, encode_texts, input_size, load_clip,
                                     model_input, weights_sha256)
-from evaluation.training.clip import crop_text_table, multi_positive_clip_loss, train_shapes_clip
+from evaluation.image.training.clip import crop_text_table, multi_positive_clip_loss, train_shapes_clip
 
 UNSEEN_SEED = 9_876  # neither the training seed (0) nor the held-out one (1)
 

@@ -8,10 +8,10 @@ import pytest
 from PIL import Image, ImageFilter
 
 from augment.config import EvalSpec, LayoutSpec
-from augment.layouts import render_scene, sample_layout
+from augment.image.layouts import render_scene, sample_layout
 from evaluation import features as features_mod
 from evaluation.evaluate import COLUMNS, evaluate_dataset, reference_from_set, save_reference
-from evaluation.extractors_for_eval import fidelity_extractor
+from evaluation.image.extractors import fidelity_extractor
 
 N = 80
 
@@ -198,9 +198,9 @@ def test_inception_extractor_loads_local_safetensors_and_scores(scenes, tmp_path
 def test_layout_maps_handed_over_from_shapes_features_equal_a_checker_pass(tmp_path):
     import torch
 
-    from augment.shapes.checker import load_checker, predict
-    from augment.training.scenes import render_scenes, world_layout_spec
-    from evaluation.extractors_for_eval import CheckerMaps, checker_extractor, fidelity_extractor
+    from augment.image.checker import load_checker, predict
+    from augment.image.training.scenes import render_scenes, world_layout_spec
+    from evaluation.image.extractors import CheckerMaps, checker_extractor, fidelity_extractor
 
     images = torch.from_numpy(render_scenes(world_layout_spec(64, skewed=False), 3, 0, 20).images)
     spec = spec_for(tmp_path, batch_size=8)
@@ -219,8 +219,8 @@ def test_layout_maps_handed_over_from_shapes_features_equal_a_checker_pass(tmp_p
 
 
 def test_layouts_are_parsed_once_per_set_within_a_pixel_budget(monkeypatch):
-    from evaluation import imagesets
-    from evaluation.imagesets import ImageSet
+    from evaluation.image import sets as imagesets
+    from evaluation.image.sets import ImageSet
 
     layouts = [sample_layout(LayoutSpec(), 5, i) for i in range(6)]
     image_set = ImageSet("s", None, [None] * 6, "test", layouts=[l.to_json() for l in layouts])

@@ -23,13 +23,13 @@ from torch_fidelity.metric_prc import prc_features_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
-from augment.layouts import Instance, Layout, render_scene, sample_layout
-from augment.shapes.world import BACKGROUNDS, CLASSES, COLOURS
-from augment.training.scenes import render_scenes, world_layout_spec
-from evaluation.extractors.shapes_features import (CLASS_NAMES, EMBEDDED_SHAPES_FEATURES, EXTRACTOR_NAME,
+from augment.image.layouts import Instance, Layout, render_scene, sample_layout
+from augment.image.world import BACKGROUNDS, CLASSES, COLOURS
+from augment.image.training.scenes import render_scenes, world_layout_spec
+from evaluation.image.shapes_features import (CLASS_NAMES, EMBEDDED_SHAPES_FEATURES, EXTRACTOR_NAME,
                                                    ShapesFeatureExtractor, class_index, extract,
                                                    load_shapes_features, register, weights_sha256)
-from evaluation.training.shapes_features import scene_targets, train_shapes_features
+from evaluation.image.training.shapes_features import scene_targets, train_shapes_features
 
 UNSEEN_SEED = 9_876  # neither the training seed (0) nor the held-out one (1)
 WORLD = world_layout_spec(64, skewed=False)

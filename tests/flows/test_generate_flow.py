@@ -12,8 +12,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from augment.config import ImageJob, LayoutSpec, RunConfig, SamplerSpec
-from augment.dataset import SynthDataset
-from augment.io import FolderLock
+from augment.image.dataset import SynthDataset
+from augment.core.io import FolderLock
 
 
 @pytest.fixture(scope="module")

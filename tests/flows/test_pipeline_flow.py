@@ -10,7 +10,7 @@ import pytest
 
 from augment.config import (AuditSpec, EvalSpec, ImageJob, LayoutSpec, ModelSpec, ReportSpec, RunConfig,
                             SamplerSpec, VerifySpec)
-from augment.dataset import SynthDataset
+from augment.image.dataset import SynthDataset
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from augment.layouts import Instance, Layout, sample_layout
-from augment.shapes.checker import (ShapesChecker, confusion_matrix, load_checker,
+from augment.image.layouts import Instance, Layout, sample_layout
+from augment.image.checker import (ShapesChecker, confusion_matrix, load_checker,
                                     miou_from_confusion, predict, save_checker, score_instances)
-from augment.shapes.world import CLASSES, COLOURS
-from augment.training.checker import gaussian_blur, scene_label_maps, train_checker
-from augment.training.scenes import render_scenes, world_layout_spec
+from augment.image.world import CLASSES, COLOURS
+from augment.image.training.checker import gaussian_blur, scene_label_maps, train_checker
+from augment.image.training.scenes import render_scenes, world_layout_spec
 
 UNSEEN_SEED = 9_876  # neither the training seed (0) nor the held-out one (1)
 
@@ -181,7 +181,7 @@ def test_train_checker_end_to_end_writes_a_loadable_checker(tmp_path):
 def test_label_map_is_argmax_over_channels_with_first_maximum_on_ties():
     import torch
 
-    from augment.shapes.checker import label_map
+    from augment.image.checker import label_map
 
     logits = torch.randn(3, 7, 9, 11, generator=torch.Generator().manual_seed(0))
     logits[:, 2:5, :4] = 10.0  # a three-way tie above every other channel: the first maximum (channel 2) wins

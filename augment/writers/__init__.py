@@ -1,6 +1,0 @@
-"""Export a dataset folder's labels to training formats: COCO (``coco.py``), YOLO (``yolo.py``)."""
-
-from augment.writers.coco import write_coco
-from augment.writers.yolo import write_yolo
-
-__all__ = ["write_coco", "write_yolo"]

@@ -1,0 +1,224 @@
+"""The extractors an evaluation runs, built from ``EvalSpec``, as cacheable ``Extractor`` objects.
+
+- fidelity: the embedded ``shapes-features`` network, or torch-fidelity's ``inception-v3-compat``
+  with local weights (read from safetensors: torch-fidelity itself would unpickle a .pth);
+- clip: image embeddings and instance-crop embeddings (zero-shot labels are applied later, from
+  text embeddings, so the cache does not depend on the class list);
+- checker: the shapes checker's per-pixel class and colour (layout fidelity).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unittest.mock
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from augment.config import EvalSpec
+from augment.image.layouts import Layout
+from evaluation.features import FunctionExtractor
+from evaluation.image.sets import ImageSet
+
+INCEPTION_NAME = "inception-v3-compat"
+INCEPTION_FEATURES = ("2048", "logits_unbiased")
+
+
+class CheckerMaps:
+    """Per-pixel checker predictions handed from the shapes-features pass to the checker extractor.
+
+    shapes-features runs the shapes checker as its front end; when its copy has the embedded
+    checker's weights, the layout-fidelity extractor takes the argmax maps of that same forward
+    pass instead of running the checker a second time. Batches are matched by content, and a
+    batch that was not seen is computed as usual, so the result never depends on the hand-over.
+    """
+
+    def __init__(self, capacity: int = 64):
+        self.capacity = capacity
+        self.active = True  # off while the same extractor runs over the reference
+        self.maps: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+
+    @staticmethod
+    def key(images) -> bytes:
+        return hashlib.blake2b(images.contiguous().numpy().tobytes(), digest_size=16).digest() + \
+            str(tuple(images.shape)).encode()
+
+    def put(self, images, semantic: np.ndarray, colour: np.ndarray) -> None:
+        if len(self.maps) >= self.capacity:
+            self.maps.pop(next(iter(self.maps)))
+        self.maps[self.key(images)] = (semantic, colour)
+
+    def take(self, images) -> tuple[np.ndarray, np.ndarray] | None:
+        return self.maps.pop(self.key(images), None)
+
+
+def shapes_features_extractor(spec: EvalSpec, maps: CheckerMaps | None = None) -> FunctionExtractor:
+    from augment.image.checker import label_map
+    from evaluation.image.shapes_features import (EXTRACTOR_NAME, INPUT_SIZE, extract,
+                                                       load_shapes_features, weights_sha256)
+
+    model = load_shapes_features(spec.extractor_weights, device=spec.device)
+    if maps is not None and not _same_checker(model.checker, spec.device):
+        maps = None
+    names = ("features", "logits_unbiased")
+    if maps is not None:
+        names += ("checker_class_logits", "checker_colour_logits")
+
+    def fn(images, rows):
+        out = extract(model, images, batch_size=spec.batch_size, outputs=names)
+        if maps is not None and maps.active:
+            maps.put(images, *(label_map(out[k]).numpy().astype(np.uint8)
+                               for k in ("checker_class_logits", "checker_colour_logits")))
+        return {"features": out["features"].numpy(), "logits": out["logits_unbiased"].numpy()}
+
+    return FunctionExtractor(EXTRACTOR_NAME, weights_sha256(spec.extractor_weights)[:16],
+                             INPUT_SIZE, fn, spec.batch_size)
+
+
+def _same_checker(checker, device: str) -> bool:
+    """True when ``checker`` holds exactly the embedded shapes checker's weights."""
+    import torch
+
+    from augment.image.checker import load_checker
+
+    embedded = load_checker(device=device).state_dict()
+    mine = checker.state_dict()
+    return embedded.keys() == mine.keys() and all(torch.equal(embedded[k], mine[k]) for k in mine)
+
+
+def load_inception(weights: str | Path, device: str = "cpu"):
+    """torch-fidelity's InceptionV3 (the FID standard) with weights from a .safetensors file.
+
+    torch-fidelity loads its weights with ``torch.load(weights_only=False)``, i.e. by unpickling;
+    this intercepts exactly that call so the state dict comes from safetensors instead. Convert
+    the official .pth once with ``synthmill convert-weights`` (a tensors-only unpickler).
+    """
+    from safetensors.torch import load_file
+    from torch_fidelity import feature_extractor_inceptionv3 as fe
+
+    path = Path(weights)
+    if path.suffix != ".safetensors" or not path.is_file():
+        raise FileNotFoundError(
+            f"inception weights {path} not found or not .safetensors: download torch-fidelity's "
+            "weights-inception-2015-12-05-6726825d.pth where you have network, convert it with "
+            "`synthmill convert-weights IN.pth OUT.safetensors`, and set evaluate.extractor_weights")
+    state = load_file(path)
+    with unittest.mock.patch.object(fe.torch, "load", lambda *a, **k: state):
+        model = fe.FeatureExtractorInceptionV3(INCEPTION_NAME, list(INCEPTION_FEATURES),
+                                               feature_extractor_weights_path=str(path))
+    return model.to(device).eval()
+
+
+def inception_extractor(spec: EvalSpec) -> FunctionExtractor:
+    if not spec.extractor_weights:
+        raise FileNotFoundError("evaluate.extractor_weights: inception-v3-compat needs a local "
+                                ".safetensors weights file (nothing is downloaded)")
+    model = load_inception(spec.extractor_weights, spec.device)
+
+    def fn(images, rows):
+        features, logits = model(images.to(spec.device))
+        return {"features": features.double().cpu().numpy(), "logits": logits.cpu().numpy()}
+
+    return FunctionExtractor(INCEPTION_NAME, _file_hash(spec.extractor_weights), None, fn,
+                             spec.batch_size)
+
+
+def fidelity_extractor(spec: EvalSpec, maps: CheckerMaps | None = None) -> FunctionExtractor:
+    if spec.extractor == INCEPTION_NAME:
+        return inception_extractor(spec)
+    return shapes_features_extractor(spec, maps)
+
+
+@lru_cache(maxsize=2)
+def _clip(name: str, checkpoint: str | None, device: str):
+    from evaluation.image.clip_models import load_clip
+
+    return load_clip(name, checkpoint, device)
+
+
+def clip_extractor(spec: EvalSpec, image_set: ImageSet) -> FunctionExtractor:
+    """CLIP image embeddings and, when the set has layouts, one embedding per visible instance crop.
+
+    Outputs: ``image`` (B, D); ``crops`` (M, D), ``crop_row`` (M,) set row, ``crop_instance`` (M,)
+    index in the layout's instances.
+    """
+    from evaluation.image.clip_alignment import crop_boxes, crop_images
+    from evaluation.image.clip_models import encode_images, weights_sha256
+
+    model, _, _ = _clip(spec.clip_model, spec.clip_checkpoint, spec.device)
+    size = model.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+
+    def fn(images, rows):
+        out = {"image": encode_images(model, images, spec.batch_size)}
+        boxes, crop_row, crop_inst = [], [], []
+        for image, row in zip(images, rows):
+            keep = np.zeros((0, 4), np.float32)
+            if image_set.layouts is not None:
+                layout = image_set.layout(row)
+                found = crop_boxes(instance_map=_resized_map(layout, image.shape[-2:]),
+                                   num_instances=len(layout.instances))
+                ok = np.isfinite(found).all(axis=1)
+                keep = found[ok]
+                crop_row += [row] * int(ok.sum())
+                crop_inst += np.flatnonzero(ok).tolist()
+            boxes.append(keep)
+        dim = out["image"].shape[1]
+        crops = crop_images(images, boxes, size) if crop_row else None
+        out["crops"] = (encode_images(model, crops, spec.batch_size) if crops is not None
+                        else np.zeros((0, dim), np.float32))
+        out["crop_row"] = np.asarray(crop_row, np.int64)
+        out["crop_instance"] = np.asarray(crop_inst, np.int64)
+        return out
+
+    name = f"clip-{spec.clip_model}"
+    return FunctionExtractor(name, weights_sha256(spec.clip_model, spec.clip_checkpoint)[:16], None,
+                             fn, spec.batch_size)
+
+
+def _resized_map(layout: Layout, shape) -> np.ndarray:
+    """The layout's instance map at the image's size (nearest neighbour)."""
+    inst = layout.instance_map
+    h, w = int(shape[0]), int(shape[1])
+    if inst.shape == (h, w):
+        return inst
+    ys = (np.arange(h) * inst.shape[0] / h).astype(int)
+    xs = (np.arange(w) * inst.shape[1] / w).astype(int)
+    return inst[ys][:, xs]
+
+
+def checker_extractor(spec: EvalSpec, maps: CheckerMaps | None = None) -> FunctionExtractor:
+    from augment.image.checker import EMBEDDED_CHECKER, WEIGHTS_NAME, load_checker, predict
+
+    model = load_checker(device=spec.device)
+
+    def fn(images, rows):
+        handed = maps.take(images) if maps is not None else None
+        if handed is not None:  # the same forward pass, already run inside shapes-features
+            return {"semantic": handed[0], "colour": handed[1]}
+        semantic, colour = predict(model, images)
+        return {"semantic": semantic.numpy().astype(np.uint8), "colour": colour.numpy().astype(np.uint8)}
+
+    return FunctionExtractor("shapes-checker", _file_hash(EMBEDDED_CHECKER / WEIGHTS_NAME), 64, fn,
+                             spec.batch_size)
+
+
+def _file_hash(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def shapes_world(image_set: ImageSet) -> bool:
+    """True when the set's layouts are shapes-world layouts (the checker knows their classes)."""
+    from augment.image.world import CLASSES
+
+    if not image_set.layouts:
+        return False
+    first = json.loads(image_set.layouts[0])
+    return all(inst["category"] in CLASSES for inst in first.get("instances", []))
+

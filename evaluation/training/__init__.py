@@ -1,1 +1,0 @@
-"""Trainers of the embedded evaluation models (run offline; their outputs ship in evaluation/assets)."""
