@@ -24,8 +24,9 @@ import torch
 from augment.image.backends import load_backend
 from augment.image.backends_sd import control_images, grounding
 from augment.config import ImageJob, LayoutSpec, ModelSpec, SamplerSpec, VerifySpec
-from augment.image.generate import generate_dataset
-from augment.image.layouts import sample_layout, sample_seeds
+from augment.core.shards import generate_dataset
+from augment.core.seeds import sample_seeds
+from augment.image.layouts import sample_layout
 from augment.testing.tiny_sd import save_sd_folder, save_tiny_open_clip
 from augment.core.schedulers import make_scheduler
 from benchmarks.common import interleaved, median, row

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from augment.config import EvalSpec, ImageJob, ModelSpec, SamplerSpec, VerifySpec
-from augment.image.generate import dataset_dir, generate_dataset
+from augment.core.shards import dataset_dir, generate_dataset
 from benchmarks.common import interleaved, median, row, timed
 
 NUM_IMAGES = 256
@@ -68,8 +68,10 @@ def direct_calls(gen: Path, ref: Path) -> dict:
     from augment.image.checker import load_checker, predict
     from torchvision.ops import roi_align
 
-    from evaluation.image.clip_alignment import SHAPE_TEMPLATE, clip_score, crop_boxes
-    from evaluation.image.clip_models import encode_images, encode_texts, load_clip
+    from augment.image.clip import TEMPLATE, crop_boxes
+
+    from evaluation.image.clip_alignment import clip_score
+    from augment.image.clip import encode_images, encode_texts, load_clip
     from evaluation.image.shapes_features import EXTRACTOR_NAME, register
 
     register()
@@ -97,7 +99,7 @@ def direct_calls(gen: Path, ref: Path) -> dict:
     crops = roi_align(images.float() / 255, boxes, output_size=model.visual.image_size,
                       sampling_ratio=-1, aligned=True)
     names = [c["name"] for c in coco["categories"]]
-    text = encode_texts(model, tokenizer, [SHAPE_TEMPLATE.format(n) for n in names])
+    text = encode_texts(model, tokenizer, [TEMPLATE.format(n) for n in names])
     pred = (encode_images(model, crops) @ text.T).argmax(1)
     truth = [names.index(n) for n in ({c["id"]: c["name"] for c in coco["categories"]}[a["category_id"]]
                                       for a in coco["annotations"])]

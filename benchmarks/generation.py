@@ -15,7 +15,8 @@ import torch
 
 from augment.image.backends import load_backend
 from augment.config import ImageJob, LayoutSpec, RunConfig, SamplerSpec
-from augment.image.layouts import sample_layout, sample_seeds
+from augment.core.seeds import sample_seeds
+from augment.image.layouts import sample_layout
 from augment.image.pipelines.shapes_tiny import encode_layouts
 from benchmarks.common import interleaved, median, row, timed
 

@@ -12,7 +12,8 @@ import numpy as np
 
 from augment.image.backends import load_backend
 from augment.config import LayoutSpec, load_config
-from augment.image.layouts import sample_layout, sample_seeds
+from augment.core.seeds import sample_seeds
+from augment.image.layouts import sample_layout
 from augment.image.checker import load_checker, predict
 from benchmarks.common import row
 from evaluation.image.layout_fidelity import fidelity_from_predictions, real_scene_ceiling, summary_line

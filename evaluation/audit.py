@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from augment.config import AuditSpec, EvalSpec
-from evaluation.bias import PRESETS, audit_attribute, bias_figures, distribution_frame
+from evaluation.config import AuditSpec, EvalSpec
+from evaluation.bias import audit_attribute, bias_figures, distribution_frame
+from evaluation.presets import PRESETS
 
 
 def unspecified_instances(dataset: str | Path) -> pd.DataFrame:
@@ -34,8 +35,8 @@ def unspecified_instances(dataset: str | Path) -> pd.DataFrame:
 def _clip_colours(dataset: Path, instances: pd.DataFrame, eval_spec: EvalSpec,
                   values: tuple[str, ...], prompts: tuple[str, ...]) -> list[str]:
     """Zero-shot colour of each instance crop (CLIP features from the evaluation cache)."""
-    from evaluation.image.clip_alignment import zero_shot
-    from evaluation.image.clip_models import encode_texts
+    from augment.image.clip import zero_shot
+    from augment.image.clip import encode_texts
     from evaluation.image.extractors import _clip, clip_extractor
     from evaluation.features import compute_features
     from evaluation.image.sets import open_image_set

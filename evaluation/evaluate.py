@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from augment.config import EvalSpec
+from evaluation.config import EvalSpec
 from augment.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from augment.image.layouts import Layout
+from augment.image.layout_types import Layout
 from evaluation import fidelity as fd
 from evaluation.image.extractors import (CheckerMaps, checker_extractor, clip_extractor,
                                             fidelity_extractor, shapes_world)
@@ -306,8 +306,9 @@ def _reference_diversity(feats: np.ndarray, ref: Reference,
 
 
 def _clip_figures(gen_set: ImageSet, gen: SetFeatures, name: str, spec: EvalSpec) -> list[fd.Figure]:
-    from evaluation.image.clip_alignment import SHAPE_TEMPLATE, clip_score, clip_score_100, zero_shot
-    from evaluation.image.clip_models import encode_texts
+    from augment.image.clip import TEMPLATE, zero_shot
+    from evaluation.image.clip_alignment import clip_score, clip_score_100
+    from augment.image.clip import encode_texts
     from evaluation.image.extractors import _clip
 
     model, _, tokenizer = _clip(spec.clip_model, spec.clip_checkpoint, spec.device)
@@ -327,12 +328,12 @@ def _clip_figures(gen_set: ImageSet, gen: SetFeatures, name: str, spec: EvalSpec
         layouts = [gen_set.layout(r) for r in arrays["crop_row"]]
         truth = [lay.instances[i].category for lay, i in zip(layouts, arrays["crop_instance"])]
         names = sorted(set(truth) | _categories(gen_set))
-        text = encode_texts(model, tokenizer, [SHAPE_TEMPLATE.format(n) for n in names])
+        text = encode_texts(model, tokenizer, [TEMPLATE.format(n) for n in names])
         scale = float(model.logit_scale.detach().exp())
         pred = np.asarray(names)[zero_shot(arrays["crops"], text, scale).argmax(1)]
         correct = pred == np.asarray(truth)
         out.append(_proportion("clip_crop_accuracy", correct, "all", spec,
-                               f"zero-shot '{SHAPE_TEMPLATE}' over {len(names)} classes"))
+                               f"zero-shot '{TEMPLATE}' over {len(names)} classes"))
         for cls in names:
             mask = np.asarray(truth) == cls
             if mask.sum() >= spec.min_group_size:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from augment.config import AuditSpec, EvalSpec, ReportSpec
+from evaluation.config import AuditSpec, EvalSpec, ReportSpec
 from evaluation.evaluate import evaluate_dataset, figures_table, write_metrics
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from augment.config import EvalSpec, ReportSpec
+from evaluation.config import EvalSpec, ReportSpec
 from flows.evaluate import evaluate_task, publish, report_task
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from augment.config import AuditSpec, EvalSpec, ReportSpec
+from evaluation.config import AuditSpec, EvalSpec, ReportSpec
 from evaluation.suite import audit_one, evaluate_one, report
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+from augment.config.base import DTYPES
+
+TORCH_DTYPES = {name: getattr(torch, name) for name in DTYPES}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -20,5 +22,5 @@ def resolve_device(name: str) -> torch.device:
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """Half precision on the CPU is slow and poorly supported: fall back to float32 there."""
-    dtype = DTYPES[name]
+    dtype = TORCH_DTYPES[name]
     return torch.float32 if device.type == "cpu" else dtype

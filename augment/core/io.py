@@ -1,4 +1,5 @@
-"""Crash-safe file output: atomic writes (temp file + fsync + rename) and a per-folder run lock.
+"""Crash-safe file output: atomic writes (temp file + fsync + rename), a per-folder run lock, and
+the one content hash of files (``sha256_file`` / ``sha256_tree``) that names weights and configs.
 
 A reader never sees a half-written file: either the old content (or nothing) or the new one.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -96,3 +98,35 @@ class FolderLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def _update(digest, path: Path) -> None:
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    _update(digest, Path(path))
+    return digest.hexdigest()
+
+
+def sha256_tree(folder: str | Path, pattern: str = "*.safetensors") -> str:
+    """Hex SHA-256 over the files below ``folder`` matching ``pattern``: each file's path relative to
+    ``folder``, then its bytes, in sorted order (so renaming or moving a file changes the hash)."""
+    folder = Path(folder)
+    files = sorted(folder.rglob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no {pattern} files under {folder}")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(folder)).encode())
+        _update(digest, path)
+    return digest.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    """Hex SHA-256 of a string (UTF-8), e.g. of a config's JSON."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -11,23 +11,18 @@ that ship in ``augment/assets/shapes-checker`` are trained by ``augment.image.tr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
 from torch import nn
 
-from augment.core.io import atomic_write_bytes, atomic_write_json
-from augment.image.layouts import Layout
+from augment.core.modelio import CONFIG_NAME, WEIGHTS_NAME, load_module, save_module
+from augment.image.layout_types import Layout
 from augment.image.world import CLASSES, COLOURS
 
 EMBEDDED_CHECKER = Path(__file__).resolve().parents[1] / "assets" / "shapes-checker"
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 
 
 def _conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -79,11 +74,7 @@ class ShapesChecker(nn.Module):
 
 def save_checker(model: ShapesChecker, out_dir: str | Path) -> Path:
     """Write ``out_dir/model.safetensors`` (fp16) and ``out_dir/config.json`` atomically."""
-    out_dir = Path(out_dir)
-    state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(out_dir / WEIGHTS_NAME, save(state))
-    atomic_write_json(out_dir / CONFIG_NAME, model.config)
-    return out_dir
+    return save_module(model, model.config, out_dir)
 
 
 def load_checker(path: str | Path | None = None, device: str | torch.device = "cpu") -> ShapesChecker:
@@ -93,20 +84,8 @@ def load_checker(path: str | Path | None = None, device: str | torch.device = "c
     Raises ``FileNotFoundError`` or ``ValueError`` naming the missing or unusable file.
     """
     folder = Path(path) if path is not None else EMBEDDED_CHECKER
-    config_file, weights_file = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    for file in (config_file, weights_file):
-        if not file.is_file():
-            raise FileNotFoundError(f"{file}: shapes checker file not found")
-    try:
-        model = ShapesChecker(**json.loads(config_file.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as exc:
-        raise ValueError(f"{config_file}: not a valid shapes checker config: {exc}") from exc
-    try:
-        state = {k: v.float() for k, v in load_file(weights_file).items()}
-        model.load_state_dict(state, strict=True)
-    except (SafetensorError, RuntimeError) as exc:
-        raise ValueError(f"{weights_file}: not valid shapes checker weights: {exc}") from exc
-    return model.to(device).eval()
+    return load_module(ShapesChecker, folder / CONFIG_NAME, folder / WEIGHTS_NAME, "shapes checker",
+                       device)
 
 
 def label_map(logits: torch.Tensor) -> torch.Tensor:

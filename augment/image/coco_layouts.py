@@ -23,8 +23,9 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from augment.config import LayoutSpec
-from augment.image.layouts import Layout, MaskInstance, sample_seeds
+from augment.config.image import CocoLayoutSpec
+from augment.core.seeds import sample_seeds
+from augment.image.layout_types import Layout, MaskInstance
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class CocoSource:
     weights: np.ndarray
 
 
-def load_coco_source(spec: LayoutSpec) -> CocoSource:
+def load_coco_source(spec: CocoLayoutSpec) -> CocoSource:
     """Read ``spec.coco_file`` once per process (keyed by its path, size and mtime)."""
     path = Path(spec.coco_file).expanduser()
     if not path.is_file():
@@ -108,7 +109,7 @@ def repeat_factors(images: list[tuple], num_classes: int, threshold: float | Non
     return np.array([max(per_class[c] for c in classes) for classes in present])
 
 
-def sample_coco_layout(spec: LayoutSpec, seed: int, index: int) -> Layout:
+def sample_coco_layout(spec: CocoLayoutSpec, seed: int, index: int) -> Layout:
     """The borrowed layout of sample ``index`` (deterministic in ``(seed, index)``), its masks
     fitted to ``spec.height`` x ``spec.width`` (``spec.coco_fit``); objects the fit leaves without
     a pixel are dropped. ``extra["coco_image_id"]`` names the image it came from."""

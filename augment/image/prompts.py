@@ -8,7 +8,7 @@ comma-separated, each once).
 from __future__ import annotations
 
 from augment.config import SamplerSpec
-from augment.image.layouts import Layout, with_article
+from augment.image.layout_types import Layout, with_article
 from augment.image.world import BACKGROUND_PHRASES
 
 

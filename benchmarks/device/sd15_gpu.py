@@ -29,7 +29,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from augment.config import ImageJob, LayoutSpec, ModelSpec, SamplerSpec, VerifySpec
-from augment.image.generate import generate_dataset
+from augment.core.shards import generate_dataset
 from augment.testing.tiny_sd import save_sd_folder
 from benchmarks.backends import PALETTE, bare_loop
 from benchmarks.common import device_name, interleaved, median

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from augment.config import EvalSpec
-from augment.image.layouts import Layout
+from evaluation.config import EvalSpec
+from augment.image.layout_types import Layout
+from augment.core.io import sha256_file
 from evaluation.features import FunctionExtractor
 from evaluation.image.sets import ImageSet
 
@@ -121,7 +122,7 @@ def inception_extractor(spec: EvalSpec) -> FunctionExtractor:
         features, logits = model(images.to(spec.device))
         return {"features": features.double().cpu().numpy(), "logits": logits.cpu().numpy()}
 
-    return FunctionExtractor(INCEPTION_NAME, _file_hash(spec.extractor_weights), None, fn,
+    return FunctionExtractor(INCEPTION_NAME, _short_hash(spec.extractor_weights), None, fn,
                              spec.batch_size)
 
 
@@ -133,7 +134,7 @@ def fidelity_extractor(spec: EvalSpec, maps: CheckerMaps | None = None) -> Funct
 
 @lru_cache(maxsize=2)
 def _clip(name: str, checkpoint: str | None, device: str):
-    from evaluation.image.clip_models import load_clip
+    from augment.image.clip import load_clip
 
     return load_clip(name, checkpoint, device)
 
@@ -144,8 +145,8 @@ def clip_extractor(spec: EvalSpec, image_set: ImageSet) -> FunctionExtractor:
     Outputs: ``image`` (B, D); ``crops`` (M, D), ``crop_row`` (M,) set row, ``crop_instance`` (M,)
     index in the layout's instances.
     """
-    from evaluation.image.clip_alignment import crop_boxes, crop_images
-    from evaluation.image.clip_models import encode_images, weights_sha256
+    from augment.image.clip import crop_boxes, crop_images
+    from augment.image.clip import encode_images, weights_sha256
 
     model, _, _ = _clip(spec.clip_model, spec.clip_checkpoint, spec.device)
     size = model.visual.image_size
@@ -201,16 +202,8 @@ def checker_extractor(spec: EvalSpec, maps: CheckerMaps | None = None) -> Functi
         semantic, colour = predict(model, images)
         return {"semantic": semantic.numpy().astype(np.uint8), "colour": colour.numpy().astype(np.uint8)}
 
-    return FunctionExtractor("shapes-checker", _file_hash(EMBEDDED_CHECKER / WEIGHTS_NAME), 64, fn,
+    return FunctionExtractor("shapes-checker", _short_hash(EMBEDDED_CHECKER / WEIGHTS_NAME), 64, fn,
                              spec.batch_size)
-
-
-def _file_hash(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def shapes_world(image_set: ImageSet) -> bool:
@@ -222,3 +215,6 @@ def shapes_world(image_set: ImageSet) -> bool:
     first = json.loads(image_set.layouts[0])
     return all(inst["category"] in CLASSES for inst in first.get("instances", []))
 
+
+def _short_hash(path: str | Path) -> str:
+    return sha256_file(path)[:16]

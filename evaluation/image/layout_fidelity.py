@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from augment.image.layouts import Layout
+from augment.image.layout_types import Layout
 from augment.image.checker import confusion_matrix, load_checker, miou_from_confusion, predict, score_instances
 from augment.image.world import CLASSES
 

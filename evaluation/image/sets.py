@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from augment.image.layouts import Layout
+from augment.image.layout_types import Layout
 
 log = logging.getLogger(__name__)
 

@@ -26,27 +26,22 @@ precision/recall (Kynkaanniemi et al. 2019).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
 from torch import nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from augment.core.io import atomic_write_bytes, atomic_write_json
+from augment.core.io import sha256_file
+from augment.core.modelio import CONFIG_NAME, WEIGHTS_NAME, load_module, save_module
 from augment.image.checker import ShapesChecker
 from augment.image.world import CLASSES, COLOURS
 
 EMBEDDED_SHAPES_FEATURES = Path(__file__).resolve().parents[1] / "assets" / "shapes-features"
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 EXTRACTOR_NAME = "shapes-features"
 INPUT_SIZE = 64
 _COVERAGE_EPS = 1e-4  # floor of an image share (0.01%): log(coverage) of an absent class stays finite
@@ -198,12 +193,7 @@ def preprocess(images: torch.Tensor) -> torch.Tensor:
 
 def save_shapes_features(model: ShapesFeatureNet, out_dir: str | Path) -> Path:
     """Write ``out_dir/model.safetensors`` (floating tensors in fp16) and ``config.json`` atomically."""
-    out_dir = Path(out_dir)
-    state = {k: (v.to(torch.float16) if v.is_floating_point() else v).detach().cpu().contiguous()
-             for k, v in model.state_dict().items()}
-    atomic_write_bytes(out_dir / WEIGHTS_NAME, save(state))
-    atomic_write_json(out_dir / CONFIG_NAME, model.config)
-    return out_dir
+    return save_module(model, model.config, out_dir)
 
 
 def _resolve(path: str | Path | None) -> tuple[Path, Path]:
@@ -219,7 +209,7 @@ def weights_sha256(path: str | Path | None = None) -> str:
     _, weights_file = _resolve(path)
     if not weights_file.is_file():
         raise FileNotFoundError(f"{weights_file}: shapes-features weights file not found")
-    return hashlib.sha256(weights_file.read_bytes()).hexdigest()
+    return sha256_file(weights_file)
 
 
 def load_shapes_features(path: str | Path | None = None,
@@ -228,19 +218,7 @@ def load_shapes_features(path: str | Path | None = None,
     ``config.json`` beside it; None = the embedded weights. safetensors only, cast to float32, eval
     mode. Raises ``FileNotFoundError`` / ``ValueError`` naming the missing or unusable file."""
     config_file, weights_file = _resolve(path)
-    for file in (config_file, weights_file):
-        if not file.is_file():
-            raise FileNotFoundError(f"{file}: shapes-features file not found")
-    try:
-        model = ShapesFeatureNet(**json.loads(config_file.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as exc:
-        raise ValueError(f"{config_file}: not a valid shapes-features config: {exc}") from exc
-    try:
-        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(weights_file).items()}
-        model.load_state_dict(state, strict=True)
-    except (SafetensorError, RuntimeError) as exc:
-        raise ValueError(f"{weights_file}: not valid shapes-features weights: {exc}") from exc
-    return model.to(device).eval()
+    return load_module(ShapesFeatureNet, config_file, weights_file, "shapes-features", device)
 
 
 @torch.no_grad()

@@ -7,8 +7,8 @@ import pytest
 from scipy.stats import entropy
 
 from augment.image.world import CLASSES, COLOURS, PALETTE, PLANTED_SKEW, sample_colour
-from evaluation.bias import (PRESETS, SHAPES_COLOUR_PRESET, T2I_SOCIAL_PRESET, audit_attribute,
-                             bias_figures, distribution_frame)
+from evaluation.bias import audit_attribute, bias_figures, distribution_frame
+from evaluation.presets import PRESETS, SHAPES_COLOUR_PRESET, T2I_SOCIAL_PRESET
 
 
 def simulate(per_shape, seed, skew=PLANTED_SKEW):
@@ -108,7 +108,7 @@ def test_presets():
 
 
 def test_shapes_colour_prompts_use_the_clip_template():
-    from evaluation.image.clip_alignment import COLOUR_TEMPLATE
+    from augment.image.clip import COLOUR_TEMPLATE
 
     (colour,) = SHAPES_COLOUR_PRESET.attributes
     assert colour.prompts == tuple(COLOUR_TEMPLATE.format(c) for c in colour.values)

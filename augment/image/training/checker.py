@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from augment.config import LayoutSpec
+from augment.config.image import ShapesLayoutSpec
 from augment.core.io import atomic_write_json
 from augment.image.layouts import sample_layout
 from augment.image.checker import (ShapesChecker, confusion_matrix, load_checker,
@@ -82,7 +82,7 @@ def _augment(images: torch.Tensor, semantic: torch.Tensor, colour: torch.Tensor,
     return x.clamp(0.0, 1.0), semantic, colour
 
 
-def evaluate_checker(model: ShapesChecker, world: LayoutSpec, seed: int, num_scenes: int,
+def evaluate_checker(model: ShapesChecker, world: ShapesLayoutSpec, seed: int, num_scenes: int,
                      blur_sigma: float = 0.0, noise_std: float = 0.0,
                      workers: int | None = None) -> dict:
     """Held-out metrics on real scenes ``0 .. num_scenes-1`` of ``world`` seeded with ``seed``.

@@ -22,7 +22,7 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from augment.config import TrainShapesSpec
+from augment.config.training import TrainShapesSpec
 from augment.image.pipelines.shapes_tiny import ShapesTinyPipeline, condition_from_maps, make_unet
 from augment.image.training.scenes import SceneArrays, render_scenes_parallel, world_layout_spec
 from augment.core.devices import resolve_device

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from augment.config import LayoutSpec
+from augment.config.image import ShapesLayoutSpec
 from augment.image.layouts import render_scene, sample_layout
 from augment.image.world import BACKGROUNDS, COLOURS, PLANTED_SKEW
 
 
-def world_layout_spec(resolution: int, skewed: bool = True) -> LayoutSpec:
+def world_layout_spec(resolution: int, skewed: bool = True) -> ShapesLayoutSpec:
     """The training distribution of the shapes world (with the documented ``PLANTED_SKEW``)."""
-    return LayoutSpec(height=resolution, width=resolution,
+    return ShapesLayoutSpec(height=resolution, width=resolution,
                       colour_bias=PLANTED_SKEW if skewed else {})
 
 
@@ -47,7 +47,7 @@ class SceneArrays:
                                   axis=1).reshape(self.instance.shape)
 
 
-def render_scenes(spec: LayoutSpec, seed: int, start: int, count: int) -> SceneArrays:
+def render_scenes(spec: ShapesLayoutSpec, seed: int, start: int, count: int) -> SceneArrays:
     """Render scenes ``start .. start+count-1`` of the world seeded with ``seed``."""
     m = spec.objects_per_image[1]
     h, w = spec.height, spec.width
@@ -65,7 +65,7 @@ def render_scenes(spec: LayoutSpec, seed: int, start: int, count: int) -> SceneA
     return out
 
 
-def render_scenes_parallel(spec: LayoutSpec, seed: int, count: int,
+def render_scenes_parallel(spec: ShapesLayoutSpec, seed: int, count: int,
                            workers: int | None = None, chunk: int = 2000) -> SceneArrays:
     """``render_scenes(spec, seed, 0, count)`` split over processes; same result as serial."""
     workers = workers or os.cpu_count() or 1

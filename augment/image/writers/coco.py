@@ -58,11 +58,12 @@ def coco_annotations_for_sample(instance_map: np.ndarray, instances: list[dict],
 
 
 def write_coco(root: str | Path, manifest: pd.DataFrame, categories: list[str],
-               masks: bool = True) -> Path:
+               labels: str = "masks") -> Path:
     """Write ``annotations/instances.json`` and ``annotations/captions.json`` for the kept, ok
     samples of ``manifest`` (atomically; calling again overwrites). Returns the instances path.
-    ``masks=False``: a boxes-only dataset (detection annotations without segmentation).
+    ``labels="boxes"``: a boxes-only dataset (detection annotations without segmentation).
     """
+    masks = labels == "masks"
     root = Path(root)
     images, annotations, captions = [], [], []
     for row in tqdm(exported_rows(manifest), desc="COCO export", unit="image", disable=None):

@@ -25,7 +25,7 @@ category_id - 1; coordinates are normalised by the image width W and height H.
   than 3 vertices (a region one pixel wide) repeats its last vertex, so every row stays valid.
 
 An image with no visible instance gets an empty label file (a background image). A boxes-only
-dataset (``masks=False``, e.g. the ``gligen`` backend) gets ``yolo/detect`` only.
+dataset (``labels="boxes"``, e.g. the ``gligen`` backend) gets ``yolo/detect`` only.
 """
 
 from __future__ import annotations
@@ -108,12 +108,13 @@ def yolo_labels_for_sample(instance_map: np.ndarray, instances: list[dict],
 
 
 def write_yolo(root: str | Path, manifest: pd.DataFrame, categories: list[str],
-               masks: bool = True) -> Path:
-    """Write ``yolo/detect`` and ``yolo/segment`` (only ``detect`` when ``masks`` is False) for
+               labels: str = "masks") -> Path:
+    """Write ``yolo/detect`` and ``yolo/segment`` (only ``detect`` for ``labels="boxes"``) for
     the kept, ok samples of ``manifest`` (atomically, file by file; calling again overwrites).
     Returns the ``yolo`` folder."""
     root = Path(root)
-    folders = {task: root / "yolo" / task for task in (TASKS if masks else TASKS[:1])}
+    folders = {task: root / "yolo" / task
+               for task in (TASKS if labels == "masks" else TASKS[:1])}
     lists: dict[str, list[str]] = {split: [] for split in SPLITS}
     for row in tqdm(exported_rows(manifest), desc="YOLO export", unit="image", disable=None):
         image = Path(row["image"])

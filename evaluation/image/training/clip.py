@@ -11,7 +11,7 @@ brightness/contrast shifts change no caption (captions say nothing about positio
 
 Held-out metrics come from scenes of another seed: image->text top-1 retrieval among the captions
 of a chunk of scenes, CLIPScore of matching vs shuffled captions, and zero-shot shape and colour
-accuracy of instance crops against ``SHAPE_TEMPLATE`` / ``COLOUR_TEMPLATE``, the prompts the
+accuracy of instance crops against ``TEMPLATE`` / ``COLOUR_TEMPLATE``, the prompts the
 verification, alignment and bias-audit code use.
 """
 
@@ -29,17 +29,17 @@ from safetensors.torch import save
 from torchvision.ops import roi_align
 from tqdm.auto import tqdm
 
-from augment.config import LayoutSpec
+from augment.config.image import ShapesLayoutSpec
 from augment.core.io import atomic_write_bytes, atomic_write_json
 from augment.image.layouts import sample_layout
 from augment.image.world import CLASSES, COLOURS
 from augment.image.training.checker import gaussian_blur
 from augment.image.training.scenes import render_scenes_parallel, world_layout_spec
-from evaluation.image.clip_alignment import (COLOUR_TEMPLATE, SHAPE_TEMPLATE, classify_crops, clip_score,
-                                       crop_boxes)
-from evaluation.image.clip_models import (CONFIG_NAME, EMBEDDED_CLIP, EMBEDDED_NAME, WEIGHTS_NAME,
-                                    encode_images, encode_texts, input_size, load_clip, model_input,
-                                    register_shapes_clip)
+from augment.image.clip import (COLOUR_TEMPLATE, CONFIG_NAME, EMBEDDED_CLIP, EMBEDDED_NAME,
+                                TEMPLATE, WEIGHTS_NAME, classify_crops, crop_boxes, encode_images,
+                                encode_texts, input_size, load_clip, model_input,
+                                register_shapes_clip)
+from evaluation.image.clip_alignment import clip_score
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def multi_positive_clip_loss(logits: torch.Tensor, positives: torch.Tensor) -> t
     return (image_to_text + text_to_image) / 2
 
 
-def evaluate_shapes_clip(model, tokenizer, world: LayoutSpec, seed: int, num_scenes: int,
+def evaluate_shapes_clip(model, tokenizer, world: ShapesLayoutSpec, seed: int, num_scenes: int,
                          retrieval_chunk: int = 64, workers: int | None = None) -> dict:
     """Held-out metrics on real scenes ``0 .. num_scenes-1`` of ``world`` seeded with ``seed``.
 
@@ -150,7 +150,7 @@ def evaluate_shapes_clip(model, tokenizer, world: LayoutSpec, seed: int, num_sce
     ``clipscore_matched`` / ``clipscore_shuffled``: mean CLIPScore (w = 2.5) with the scene's own
     caption and with the next scene's, and ``clipscore_paired_win`` the share of scenes where the
     own caption scores higher. ``shape_accuracy`` / ``colour_accuracy``: zero-shot accuracy of
-    instance crops (``crop_boxes`` defaults) against ``SHAPE_TEMPLATE`` / ``COLOUR_TEMPLATE``
+    instance crops (``crop_boxes`` defaults) against ``TEMPLATE`` / ``COLOUR_TEMPLATE``
     (chance 1/5 and 1/6), with ``shape_per_class`` accuracies.
     """
     scenes = render_scenes_parallel(world, seed, num_scenes, workers)
@@ -169,7 +169,7 @@ def evaluate_shapes_clip(model, tokenizer, world: LayoutSpec, seed: int, num_sce
     boxes = [crop_boxes(scenes.instance[i], num_instances=int((scenes.classes[i] > 0).sum()))
              for i in range(num_scenes)]
     boxes = [b[np.isfinite(b[:, 0])] for b in boxes]  # the instances of ``table``: visible ones
-    _, shape_pred = classify_crops(model, tokenizer, images, boxes, list(CLASSES), SHAPE_TEMPLATE)
+    _, shape_pred = classify_crops(model, tokenizer, images, boxes, list(CLASSES), TEMPLATE)
     _, colour_pred = classify_crops(model, tokenizer, images, boxes, list(COLOURS), COLOUR_TEMPLATE)
     shape_ok = shape_pred == table["shape"]
     return {
@@ -182,7 +182,7 @@ def evaluate_shapes_clip(model, tokenizer, world: LayoutSpec, seed: int, num_sce
         "shape_per_class": {name: round(float(shape_ok[table["shape"] == k].mean()), 4)
                             for k, name in enumerate(CLASSES)},
         "colour_accuracy": float((colour_pred == table["colour"]).mean()),
-        "shape_template": SHAPE_TEMPLATE,
+        "shape_template": TEMPLATE,
         "colour_template": COLOUR_TEMPLATE,
         "num_scenes": num_scenes,
         "num_crops": len(table["shape"]),
@@ -204,7 +204,7 @@ def _positives(is_crop: torch.Tensor, caption_id: torch.Tensor, shape: torch.Ten
 class _Batches:
     """Training scenes, their instance crops and all texts, tokenised once; ``draw`` makes a batch."""
 
-    def __init__(self, world: LayoutSpec, seed: int, num_scenes: int, batch_size: int,
+    def __init__(self, world: ShapesLayoutSpec, seed: int, num_scenes: int, batch_size: int,
                  crop_fraction: float, tokenizer, workers: int | None, device: str):
         scenes = render_scenes_parallel(world, seed, num_scenes, workers)
         captions = [sample_layout(world, seed, i).caption for i in range(num_scenes)]

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from augment.config import LayoutSpec
+from augment.config.image import ShapesLayoutSpec
 from augment.core.io import atomic_write_json
 from augment.image.checker import EMBEDDED_CHECKER, WEIGHTS_NAME as CHECKER_WEIGHTS, load_checker
 from augment.image.world import COLOURS
@@ -126,7 +126,7 @@ def _loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
 
 
 @torch.no_grad()
-def evaluate_shapes_features(model: ShapesFeatureNet, world: LayoutSpec, seed: int, num_scenes: int,
+def evaluate_shapes_features(model: ShapesFeatureNet, world: ShapesLayoutSpec, seed: int, num_scenes: int,
                              blur_sigma: float = 0.0, noise_std: float = 0.0,
                              workers: int | None = None) -> dict:
     """Held-out accuracies on real scenes ``0 .. num_scenes-1`` of ``world`` seeded with ``seed``.

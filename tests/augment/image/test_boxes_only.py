@@ -14,7 +14,7 @@ from augment.image.writers import write_coco, write_yolo
 def test_coco_boxes_only_has_the_same_boxes_and_no_segmentation(dataset):
     root, manifest = dataset.root, dataset.manifest
     with_masks = COCO(str(write_coco(root, manifest, list(CLASSES))))
-    boxes_only = COCO(str(write_coco(root, manifest, list(CLASSES), masks=False)))
+    boxes_only = COCO(str(write_coco(root, manifest, list(CLASSES), labels="boxes")))
     assert boxes_only.getImgIds() == with_masks.getImgIds()
     for a, b in zip(with_masks.dataset["annotations"], boxes_only.dataset["annotations"]):
         assert "segmentation" not in b and b["bbox"] == a["bbox"]
@@ -24,7 +24,7 @@ def test_coco_boxes_only_has_the_same_boxes_and_no_segmentation(dataset):
 
 
 def test_yolo_boxes_only_writes_the_detect_task_alone(dataset):
-    yolo = write_yolo(dataset.root, dataset.manifest, list(CLASSES), masks=False)
+    yolo = write_yolo(dataset.root, dataset.manifest, list(CLASSES), labels="boxes")
     assert sorted(p.name for p in yolo.iterdir()) == ["detect"]
     assert (yolo / "detect" / "labels" / "000000.txt").read_text().count("\n") >= 1
 

@@ -7,7 +7,9 @@ import pytest
 from scipy import stats
 
 from augment.config import LayoutSpec
-from augment.image.layouts import Layout, render_scene, sample_layout, sample_seeds
+from augment.core.seeds import sample_seeds
+from augment.image.layout_types import Layout
+from augment.image.layouts import render_scene, sample_layout
 from augment.image.world import BACKGROUNDS, CLASSES, PALETTE, _polygon_vertices, sample_colour, shape_mask
 
 

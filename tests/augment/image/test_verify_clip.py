@@ -8,7 +8,8 @@ import torch
 from pydantic import ValidationError
 
 from augment.config import LayoutSpec, VerifySpec
-from augment.image.layouts import Instance, Layout, sample_layout
+from augment.image.layout_types import Instance, Layout
+from augment.image.layouts import sample_layout
 from augment.testing.tiny_sd import save_tiny_open_clip
 from augment.image.world import CLASSES
 from augment.image.verify_clip import TEMPLATE, crop_scores, instance_crop, load_clip

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from augment.config import SamplerSpec
+from augment.config.base import SamplerSpec
+from augment.config.image import ShapesWorldSpec
+from augment.image.layout_types import Layout
 from augment.image.layouts import render_scene
 
 
@@ -22,8 +24,15 @@ class ShapesWorldBackend:
     model_id: str = "shapes-world (procedural renderer)"
     weights: str = "none"
 
-    def render(self, layouts, sampler: SamplerSpec, seeds: list[int],
+    def render(self, layouts: list[Layout], sampler: SamplerSpec, seeds: list[int],
                force_fp32: bool = False) -> np.ndarray:
         images = [render_scene(layout, colour_rng=np.random.default_rng(seed))
                   for layout, seed in zip(layouts, seeds)]
         return np.stack(images).astype(np.float32) / 255.0
+
+    def prompt(self, layout: Layout, sampler: SamplerSpec) -> None:
+        return None
+
+
+def load(spec: ShapesWorldSpec) -> ShapesWorldBackend:
+    return ShapesWorldBackend()

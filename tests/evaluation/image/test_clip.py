@@ -17,10 +17,10 @@ from scipy.stats import binomtest
 from augment.image.layouts import sample_layout
 from augment.image.world import CLASSES, COLOURS
 from augment.image.training.scenes import render_scenes, world_layout_spec
-from evaluation.image.clip_alignment import (COLOUR_TEMPLATE, SHAPE_TEMPLATE, classify_crops, clip_score,
-                                       clip_score_100, crop_boxes, crop_images, zero_shot)
-from evaluation.image.clip_models import (EMBEDDED_NAME, encode_images, encode_texts, input_size, load_clip,
-                                    model_input, weights_sha256)
+from augment.image.clip import (COLOUR_TEMPLATE, EMBEDDED_NAME, TEMPLATE, classify_crops,
+                                crop_boxes, crop_images, encode_images, encode_texts, input_size,
+                                load_clip, model_input, weights_sha256, zero_shot)
+from evaluation.image.clip_alignment import clip_score, clip_score_100
 from evaluation.image.training.clip import crop_text_table, multi_positive_clip_loss, train_shapes_clip
 
 UNSEEN_SEED = 9_876  # neither the training seed (0) nor the held-out one (1)
@@ -69,7 +69,7 @@ def test_zero_shot_shape_and_colour_of_unseen_crops_well_above_chance(embedded, 
     shape_true = np.concatenate([scenes.classes[i, :len(b)] for i, b in enumerate(boxes)]) - 1
     colour_true = np.concatenate([scenes.colours[i, :len(b)] for i, b in enumerate(boxes)]) - 1
     images = scenes.images.transpose(0, 2, 3, 1).copy()  # numpy (B, H, W, 3) uint8 input
-    shape_probs, shape_pred = classify_crops(model, tokenizer, images, boxes, list(CLASSES), SHAPE_TEMPLATE)
+    shape_probs, shape_pred = classify_crops(model, tokenizer, images, boxes, list(CLASSES), TEMPLATE)
     _, colour_pred = classify_crops(model, tokenizer, images, boxes, list(COLOURS), COLOUR_TEMPLATE)
     assert shape_probs.shape == (len(shape_true), len(CLASSES))
     np.testing.assert_allclose(shape_probs.sum(1), 1.0)
@@ -181,36 +181,3 @@ def test_unusable_checkpoints_are_named(tiny_config, tmp_path):
     corrupt.write_bytes(b"\x00" * 16)
     with pytest.raises(ValueError, match=r"corrupt\.safetensors: not valid weights"):
         load_clip(tiny_config, corrupt)
-
-
-def test_contrastive_loss_with_only_the_diagonal_is_clips_loss():
-    rng = torch.Generator().manual_seed(0)
-    image = torch.nn.functional.normalize(torch.randn(8, 16, generator=rng), dim=1)
-    text = torch.nn.functional.normalize(torch.randn(8, 16, generator=rng), dim=1)
-    ours = multi_positive_clip_loss(10.0 * image @ text.T, torch.eye(8, dtype=torch.bool))
-    theirs = open_clip.ClipLoss()(image, text, torch.tensor(10.0))
-    torch.testing.assert_close(ours, theirs)
-
-
-def test_crop_prompts_name_what_they_claim():
-    texts, shape, colour, row = crop_text_table()
-    assert len(set(texts)) == len(texts)
-    for t in range(row.shape[0]):
-        for s in range(len(CLASSES)):
-            for c in range(len(COLOURS)):
-                text = texts[row[t, s, c]]
-                assert shape[row[t, s, c]] in (-1, s) and colour[row[t, s, c]] in (-1, c)
-                assert (CLASSES[s] in text) == (shape[row[t, s, c]] == s)
-                assert (COLOURS[c] in text) == (colour[row[t, s, c]] == c)
-
-
-@pytest.mark.slow
-def test_training_is_deterministic_and_writes_a_loadable_model(tmp_path):
-    args = dict(seed=3, num_scenes=40, steps=2, batch_size=16, eval_scenes=16, workers=1)
-    report = train_shapes_clip(tmp_path / "a", **args)
-    train_shapes_clip(tmp_path / "b", **args)
-    weights = [(tmp_path / d / "open_clip_model.safetensors").read_bytes() for d in "ab"]
-    assert weights[0] == weights[1]
-    assert json.loads((tmp_path / "a" / "training.json").read_text())["held_out"] == report["held_out"]
-    model, _, _ = load_clip(EMBEDDED_NAME, tmp_path / "a" / "open_clip_model.safetensors")
-    assert next(model.parameters()).dtype == torch.float32

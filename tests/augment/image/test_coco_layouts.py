@@ -8,7 +8,8 @@ from pydantic import ValidationError
 
 from augment.image.coco_layouts import decode_segmentation, fit_mask, load_coco_source
 from augment.config import ImageJob, LayoutSpec, ModelSpec
-from augment.image.layouts import Layout, MaskInstance, layout_categories, sample_layout
+from augment.image.layout_types import Layout, MaskInstance
+from augment.image.layouts import layout_categories, sample_layout
 
 
 def spec_for(coco_file, **kw) -> LayoutSpec:

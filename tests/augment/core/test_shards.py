@@ -13,7 +13,7 @@ from PIL import Image
 import augment.image.generate as gen
 from augment.config import ImageJob, LayoutSpec, SamplerSpec
 from augment.core.io import FolderLock, FolderLockedError
-from augment.image.layouts import Layout
+from augment.image.layout_types import Layout
 
 TIMING = ["seconds"]
 

@@ -1,0 +1,112 @@
+"""A whole run: the dataset jobs (any modality), how they are evaluated, audited and reported, and
+which task runner executes them. Only the CLI and the flows read this model; the library entry
+points take its parts (a job, an ``EvalSpec``, ...).
+
+``jobs`` is a list; each job says its ``modality`` (``image`` when it names none) and its ``role``:
+``compare`` (evaluated, and compared with the other compared jobs), ``reference`` (made to be the
+reference of the jobs of its modality) or ``audit`` (made for a bias audit). ``extends: NAME``
+starts a job from the settings of an earlier job, its own settings merged over them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Discriminator, Field, Tag, model_validator
+
+from augment.config.base import ConfigError, Strict, deep_merge
+from augment.core.registry import MODALITIES
+from evaluation.config import AuditSpec, EvalSpec, ReportSpec
+
+ROLES = ("compare", "reference", "audit")
+
+
+class RunnerSpec(Strict):
+    """Which Prefect task runner executes shards."""
+
+    kind: Literal["threads", "dask", "ray"] = "threads"
+    max_workers: int = Field(1, ge=1, le=1024)
+    address: str | None = Field(None, description="Existing Dask scheduler / Ray cluster address.")
+
+
+def _modality(value: Any) -> str:
+    if isinstance(value, dict):
+        return value.get("modality", "image")
+    return getattr(value, "modality", "image")
+
+
+Job = Annotated[Union[tuple(Annotated[m.job_model(), Tag(m.name)] for m in MODALITIES)],
+                Discriminator(_modality)]
+"""A dataset job of any registered modality (``ImageJob``, ...), chosen by its ``modality``."""
+
+
+class RunConfig(Strict):
+    """A whole run: what to generate, where to write it, how to evaluate and execute it."""
+
+    out: str = Field("datasets", description="Output folder for datasets.")
+    jobs: list[Job] = Field(default_factory=list, description="The datasets to make, in order.")
+    roles: dict[str, Literal[ROLES]] = Field(
+        default_factory=dict, description="Role of each job by name (filled from each job's "
+                                          "`role:`; compare when it names none).")
+    evaluate: EvalSpec | None = None
+    audits: list[AuditSpec] = Field(default_factory=list)
+    report: ReportSpec = Field(default_factory=ReportSpec)
+    runner: RunnerSpec = Field(default_factory=RunnerSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand(cls, data: Any) -> Any:
+        """Resolve ``extends`` and take each job's ``role`` out into ``roles``."""
+        if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
+            return data
+        jobs, done, roles = [], {}, dict(data.get("roles") or {})
+        for i, raw in enumerate(data["jobs"]):
+            if not isinstance(raw, dict):
+                jobs.append(raw)
+                continue
+            raw = dict(raw)
+            parent = raw.pop("extends", None)
+            if parent is not None:
+                if parent not in done:
+                    raise ValueError(f"jobs.{i}.extends: no earlier job is named {parent!r}; "
+                                     f"earlier jobs: {list(done)}")
+                raw = deep_merge({k: v for k, v in done[parent].items() if k != "name"}, raw)
+            role = raw.pop("role", None)
+            if "name" in raw and role is not None:
+                roles[raw["name"]] = role
+            done[raw.get("name", f"#{i}")] = raw
+            jobs.append(raw)
+        return {**data, "jobs": jobs, "roles": roles}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RunConfig":
+        names = [job.name for job in self.jobs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"jobs: dataset names must differ, got {names}")
+        unknown = set(self.roles) - set(names)
+        if unknown:
+            raise ValueError(f"roles: no job is named {sorted(unknown)}")
+        for modality in {job.modality for job in self.jobs}:
+            references = self.named("reference", modality)
+            if len(references) > 1:
+                raise ValueError(f"jobs: {modality} has {len(references)} reference jobs "
+                                 f"({[j.name for j in references]}); keep one")
+        for i, audit in enumerate(self.audits):
+            if self.roles.get(audit.dataset) != "audit":
+                raise ValueError(f"audits.{i}.dataset: {audit.dataset!r} is not a job with "
+                                 "role: audit")
+        return self
+
+    def role(self, job) -> str:
+        return self.roles.get(job.name, "compare")
+
+    def named(self, role: str, modality: str | None = None) -> list:
+        """The jobs of ``role`` (of ``modality`` when given), in order."""
+        return [job for job in self.jobs if self.role(job) == role
+                and (modality is None or job.modality == modality)]
+
+    def job(self, name: str):
+        for job in self.jobs:
+            if job.name == name:
+                return job
+        raise ConfigError(f"jobs: no job is named {name!r}")
