@@ -9,11 +9,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-import yaml
-from pydantic import ValidationError
 
 from augment.config.base import ConfigError
-from flows.cli_common import SetOption, fail, load_with_overrides, guarded, STATE
+from flows.cli_common import STATE, SetOption, fail, guarded, load_with_overrides
 from flows.config import RunConfig
 from flows.train_cli import train_app
 
@@ -36,8 +34,8 @@ def _run_config(config: Path, out: Optional[Path], overrides: list[str] | None) 
     run_config = load_with_overrides(config, RunConfig, overrides)
     if out is not None:
         run_config = run_config.model_copy(update={"out": str(out)})
-    if run_config.image is None:
-        raise ConfigError(f"{config}: image: this config has no image job")
+    if not run_config.jobs:
+        raise ConfigError(f"{config}: jobs: this config has no job")
     return run_config
 
 
@@ -47,14 +45,21 @@ ConfigArg = typer.Argument(..., exists=False, help="YAML run config (see configs
 
 @app.command()
 def generate(config: Path = ConfigArg, out: Optional[Path] = OutOption,
+             jobs: Optional[list[str]] = typer.Option(
+                 None, "--job", help="Generate only this job (by name). Repeatable."),
              overrides: Optional[list[str]] = SetOption) -> None:
-    """Generate a labeled dataset (resumes an interrupted run of the same config)."""
+    """Generate the config's datasets (resumes an interrupted run of the same config).
+
+    Example: synthmill generate configs/demo.yaml --job demo-shapes --set jobs.demo-shapes.num_samples=500
+    """
     run_config = guarded(_run_config, config, out, overrides)
+    if jobs:
+        guarded(lambda: [run_config.job(name) for name in jobs])
     from flows.generate import run_generate
     from flows.summaries import generation_markdown
 
-    summary = guarded(run_generate, run_config)
-    typer.echo(generation_markdown(run_config.image.name, summary))
+    for summary in guarded(run_generate, run_config, jobs):
+        typer.echo(generation_markdown(Path(summary["path"]).name, summary) + "\n")
 
 
 @app.command()
@@ -65,7 +70,7 @@ def run(config: Path = ConfigArg, out: Optional[Path] = OutOption,
     from flows.pipeline import pipeline
     from flows.summaries import generation_markdown
 
-    rid = run_id(f"run-{run_config.image.name}")
+    rid = run_id(f"run-{run_config.jobs[0].name}")
     report_dir = Path(run_config.evaluate.reports_dir if run_config.evaluate else "reports") / rid
     result = guarded(pipeline, run_config, str(report_dir), {"run id": rid, "config": str(config)})
     for summary in result["generate"]:
@@ -74,8 +79,29 @@ def run(config: Path = ConfigArg, out: Optional[Path] = OutOption,
         typer.echo((Path(result["report"]["summary"])).read_text().split("\n## ")[0])
         typer.echo(f"metrics: {report_dir / 'metrics.csv'}")
         typer.echo(f"report:  {result['report']['html']}")
-    else:
-        typer.echo(f"dataset: {result['generate'][0]['path']}")
+
+
+@app.command()
+def replay(dataset: Path = typer.Argument(..., help="A synthmill dataset folder."),
+           sample_id: int = typer.Argument(..., help="The sample's id (manifest column id)."),
+           out: Path = typer.Option(..., "--out", help="Where to write the regenerated sample."),
+           device: Optional[str] = typer.Option(None, help="Run on another device (cpu, cuda).")
+           ) -> None:
+    """Regenerate one sample from its manifest row alone (same weights required)."""
+    import pandas as pd
+
+    from augment.core.records import replay as replay_sample
+    from augment.core.io import atomic_save_png
+
+    def one():
+        manifest = pd.read_parquet(dataset / "manifest.parquet")
+        rows = manifest[manifest["id"] == sample_id]
+        if rows.empty:
+            raise ValueError(f"{dataset}: no sample with id {sample_id}")
+        return replay_sample(rows.iloc[0].to_dict(), device=device)
+
+    atomic_save_png(out, guarded(one))
+    typer.echo(f"wrote {out}")
 
 
 def run_id(prefix: str) -> str:
@@ -107,7 +133,7 @@ def evaluate(
 ) -> None:
     """FID, KID, IS, precision/recall, CLIP alignment, layout fidelity, diversity, memorization:
     each with N and a confidence interval; writes metrics.csv, summary.md and report.html."""
-    from augment.config import EvalSpec, ReportSpec
+    from evaluation.config import EvalSpec, ReportSpec
 
     spec = guarded(load_with_overrides, config, EvalSpec, overrides)
     rid = run_id(f"eval-{dataset.name}")
@@ -128,7 +154,7 @@ def compare(
     overrides: Optional[list[str]] = SetOption,
 ) -> None:
     """Line up several datasets/generators in one table: best per metric, ties within intervals."""
-    from augment.config import EvalSpec, ReportSpec
+    from evaluation.config import EvalSpec, ReportSpec
 
     spec = guarded(load_with_overrides, config, EvalSpec, overrides)
     rid = run_id("compare")
@@ -148,7 +174,7 @@ def report_cmd(
     datasets: Optional[list[Path]] = typer.Option(None, "--dataset", help="Dataset folders to show."),
 ) -> None:
     """(Re)write summary.md and report.html from existing metrics.csv files."""
-    from augment.config import ReportSpec
+    from evaluation.config import ReportSpec
     from evaluation.suite import report
 
     files = [d / "metrics.csv" for d in run_dirs]
@@ -168,7 +194,7 @@ def reference(
     overrides: Optional[list[str]] = SetOption,
 ) -> None:
     """Compute a reference set's features once; pass the .npz to --reference afterwards."""
-    from augment.config import EvalSpec
+    from evaluation.config import EvalSpec
     from evaluation.evaluate import reference_from_set, save_reference
     from evaluation.image.extractors import fidelity_extractor
 

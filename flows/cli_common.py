@@ -35,25 +35,50 @@ def guarded(fn, *args, **kwargs):
 
 
 def apply_overrides(model: Strict, overrides: list[str] | None, source: str) -> Strict:
-    """Return a copy of ``model`` with ``a.b.c=value`` overrides applied and re-validated."""
+    """Return a copy of ``model`` with ``a.b.c=value`` overrides applied and re-validated.
+
+    A path step into a list is an index (``jobs.0.seed=3``) or, for a list of named items, a name
+    (``jobs.demo-shapes.seed=3``). Values are YAML (``--set layout.objects_per_image=[1,2]``).
+    """
     if not overrides:
         return model
     data = model.model_dump(mode="json")
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set sampler.steps=10")
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set jobs.0.sampler.steps=10")
+        *parents, leaf = key.split(".")
         node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[parts[-1]] = yaml.safe_load(value)
+        for depth, part in enumerate(parents):
+            node = _child(node, part, ".".join(parents[:depth + 1]), item)
+        if isinstance(node, list):
+            node[_index(node, leaf, key, item)] = yaml.safe_load(value)
+        else:
+            node[leaf] = yaml.safe_load(value)
     try:
         return type(model).model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from exc
+        raise ConfigError(format_validation_error(exc, "--set")) from exc
+
+
+def _child(node, part: str, path: str, item: str):
+    """The value at ``part`` below ``node`` (a mapping: created when missing; a list: by index or
+    by the ``name`` of an element)."""
+    if isinstance(node, list):
+        return node[_index(node, part, path, item)]
+    if not isinstance(node.get(part), (dict, list)):
+        node[part] = {}
+    return node[part]
+
+
+def _index(items: list, part: str, path: str, item: str) -> int:
+    if part.isdigit() and int(part) < len(items):
+        return int(part)
+    names = [x.get("name") for x in items if isinstance(x, dict)]
+    if part in names:
+        return names.index(part)
+    raise ConfigError(f"--set {item!r}: {path} is a list of {len(items)}; give an index "
+                      f"(0..{len(items) - 1}) or a name ({names})")
 
 
 def load_with_overrides(config: Optional[Path], model: type[Strict], overrides: list[str] | None) -> Strict:

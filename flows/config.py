@@ -10,11 +10,12 @@ starts a job from the settings of an earlier job, its own settings merged over t
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Field, SerializeAsAny, WrapValidator, model_validator
+from pydantic_core import PydanticCustomError
 
-from augment.config.base import ConfigError, Strict, deep_merge
+from augment.config.base import ConfigError, JobBase, Strict, deep_merge
 from augment.core.registry import MODALITIES
 from evaluation.config import AuditSpec, EvalSpec, ReportSpec
 
@@ -29,14 +30,20 @@ class RunnerSpec(Strict):
     address: str | None = Field(None, description="Existing Dask scheduler / Ray cluster address.")
 
 
-def _modality(value: Any) -> str:
-    if isinstance(value, dict):
-        return value.get("modality", "image")
-    return getattr(value, "modality", "image")
+def _job(value: Any, handler, info) -> JobBase:
+    """A job mapping -> the job model of its ``modality`` (image when it names none)."""
+    if isinstance(value, JobBase):
+        return value
+    if not isinstance(value, dict):
+        raise PydanticCustomError("job", "expected a mapping of job settings")
+    name = value.get("modality", "image")
+    if name not in MODALITIES:
+        raise PydanticCustomError("modality", "unknown modality {name}; allowed: {allowed}",
+                                  {"name": repr(name), "allowed": MODALITIES.names()})
+    return MODALITIES.get(name).job_model().model_validate(value)
 
 
-Job = Annotated[Union[tuple(Annotated[m.job_model(), Tag(m.name)] for m in MODALITIES)],
-                Discriminator(_modality)]
+Job = Annotated[SerializeAsAny[JobBase], WrapValidator(_job)]
 """A dataset job of any registered modality (``ImageJob``, ...), chosen by its ``modality``."""
 
 

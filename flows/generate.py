@@ -1,7 +1,8 @@
 """Dataset-generation flow: one task per shard of sample ids, then one task that finalizes.
 
 Tasks take the job config and paths, never tensors; the folder lock is held by the flow for the
-whole run, so a second run on the same folder fails at once.
+whole run, so a second run on the same folder fails at once. Any modality's job runs here: the
+shard functions ask the job's modality for what a sample is.
 """
 
 from __future__ import annotations
@@ -13,39 +14,37 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.futures import as_completed
 from tqdm.auto import tqdm
 
-from augment.config import ImageJob, RunConfig
-from augment.image.generate import (dataset_dir, finalize_dataset, generate_shard, pending_shards,
-                              prepare_dataset, shard_ids)
+from augment.config.base import JobBase
 from augment.core.io import FolderLock
+from augment.core.shards import (dataset_dir, finalize_dataset, generate_shard, pending_shards,
+                                 prepare_dataset, shard_ids)
+from flows.config import RunConfig
 from flows.runners import make_task_runner
 from flows.summaries import generation_markdown
 
 
 @task(name="generate-shard")
-def generate_shard_task(job: ImageJob, root: str, shard: int) -> dict:
+def generate_shard_task(job: JobBase, root: str, shard: int) -> dict:
     return generate_shard(job, root, shard)
 
 
 @task(name="finalize-dataset")
-def finalize_task(job: ImageJob, root: str, seconds: float) -> dict:
+def finalize_task(job: JobBase, root: str, seconds: float) -> dict:
     return finalize_dataset(job, root, seconds)
 
 
-@flow(name="generate-image-dataset", log_prints=True)
-def generate_image_dataset(config: RunConfig) -> dict:
-    """Generate ``config.image`` into ``config.out``; resumes an interrupted run of the same config."""
-    job = config.image
-    if job is None:
-        raise ValueError("image: this config has no image job to generate")
-    root = dataset_dir(job, config.out)
+@flow(name="generate-dataset", log_prints=True)
+def generate_dataset_flow(job: JobBase, out: str) -> dict:
+    """Generate ``job`` into ``out``/<job name>; resumes an interrupted run of the same job."""
+    root = dataset_dir(job, out)
     start = time.perf_counter()
     with FolderLock(root):
-        prepare_dataset(job, config.out)
+        prepare_dataset(job, out)
         shards = pending_shards(job, root)
         done_before = job.num_samples - sum(len(shard_ids(job, s)) for s in shards)
         futures = [generate_shard_task.submit(job, str(root), s) for s in shards]
         with tqdm(total=job.num_samples, initial=done_before, desc=f"generate {job.name}",
-                  unit="img") as bar:
+                  unit="sample") as bar:
             for future in as_completed(futures):
                 bar.update(future.result()["samples"])
         summary = finalize_task(job, str(root), time.perf_counter() - start)
@@ -54,7 +53,9 @@ def generate_image_dataset(config: RunConfig) -> dict:
     return summary
 
 
-def run_generate(config: RunConfig) -> dict:
-    """Run the flow with the task runner the config asks for."""
-    runner = make_task_runner(config.runner)
-    return generate_image_dataset.with_options(task_runner=runner)(config)
+def run_generate(config: RunConfig, names: list[str] | None = None) -> list[dict]:
+    """Generate the config's jobs (those in ``names``, or all), in order, with the task runner
+    the config asks for; returns their summaries."""
+    jobs = [config.job(name) for name in names] if names else config.jobs
+    flow_ = generate_dataset_flow.with_options(task_runner=make_task_runner(config.runner))
+    return [flow_(job, config.out) for job in jobs]

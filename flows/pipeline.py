@@ -1,5 +1,5 @@
-"""The main job: generate (main dataset, variants to compare, reference, audit set) -> evaluate ->
-audit -> report. Each step is a plain library call; this module only wires them."""
+"""The main job: generate every job of the run (datasets to compare, the reference, audit sets)
+-> evaluate -> audit -> report. Each step is a plain library call; this module only wires them."""
 
 from __future__ import annotations
 
@@ -7,33 +7,32 @@ from pathlib import Path
 
 from prefect import flow
 
-from augment.config import RunConfig, audit_job, variant_jobs
-from augment.image.generate import dataset_dir
+from augment.core.shards import dataset_dir
+from flows.config import RunConfig
 from flows.evaluate import audit_task, evaluate_task, publish, report_task
-from flows.generate import generate_image_dataset
+from flows.generate import generate_dataset_flow
 from flows.runners import make_task_runner
 
 
 @flow(name="synthmill-pipeline", log_prints=True)
 def pipeline(config: RunConfig, report_dir: str, run_info: dict) -> dict:
     """Returns {"generate": [summaries], "report": {metrics, summary, html} or None}."""
-    generate = generate_image_dataset.with_options(task_runner=make_task_runner(config.runner))
-    jobs = variant_jobs(config)
-    extra = [j for j in (config.reference_job, audit_job(config)) if j is not None]
-    summaries = [generate(config.model_copy(update={"image": job})) for job in jobs + extra]
+    generate = generate_dataset_flow.with_options(task_runner=make_task_runner(config.runner))
+    summaries = [generate(job, config.out) for job in config.jobs]
     result = {"generate": summaries, "report": None}
     if config.evaluate is None:
         return result
-    reference = config.evaluate.reference or (
-        str(dataset_dir(config.reference_job, config.out)) if config.reference_job else None)
-    datasets = [str(dataset_dir(job, config.out)) for job in jobs]
-    parts = [evaluate_task(d, config.evaluate, reference, str(Path(report_dir) / Path(d).name))
-             for d in datasets]
-    audit = audit_job(config)
-    if audit is not None:
-        audit_dir = str(dataset_dir(audit, config.out))
-        parts.append(audit_task(audit_dir, config.audit, config.evaluate,
-                                str(Path(report_dir) / Path(audit_dir).name)))
+    parts, datasets = [], []
+    for job in config.named("compare"):
+        references = config.named("reference", job.modality)
+        reference = config.evaluate.reference or (
+            str(dataset_dir(references[0], config.out)) if references else None)
+        datasets.append(str(dataset_dir(job, config.out)))
+        parts.append(evaluate_task(datasets[-1], config.evaluate, reference,
+                                   str(Path(report_dir) / job.name)))
+    for audit in config.audits:
+        parts.append(audit_task(str(dataset_dir(config.job(audit.dataset), config.out)), audit,
+                                config.evaluate, str(Path(report_dir) / audit.dataset)))
     result["report"] = report_task(parts, datasets, report_dir, config.report, run_info)
     publish(report_dir, "pipeline")
     return result

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from augment.config import RunnerSpec
+from flows.config import RunnerSpec
 
 
 def make_task_runner(spec: RunnerSpec):

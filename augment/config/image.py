@@ -9,7 +9,7 @@ from __future__ import annotations
 import string
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, WrapValidator, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, WrapValidator, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from augment.config.base import BackendSpec, Fraction, JobBase, SamplerSpec, Strict, known
@@ -271,7 +271,7 @@ def _layout(value: Any, handler, info) -> LayoutBase:
     return LAYOUT_SOURCES[source].model_validate(value)
 
 
-LayoutSpec = Annotated[ShapesLayoutSpec | CocoLayoutSpec, WrapValidator(_layout)]
+LayoutSpec = Annotated[SerializeAsAny[LayoutBase], WrapValidator(_layout)]
 """A layout source's settings: ``ShapesLayoutSpec`` or ``CocoLayoutSpec``."""
 
 
@@ -319,7 +319,7 @@ class ImageJob(JobBase):
 
     modality: Literal["image"] = "image"
     name: str = Field("shapes", description="Dataset folder name under the output folder.")
-    model: Annotated[BackendSpec, backend_spec("image", "shapes-tiny")] = Field(
+    model: Annotated[SerializeAsAny[BackendSpec], backend_spec("image", "shapes-tiny")] = Field(
         default_factory=ShapesTinySpec, description="The generator backend and its settings.")
     sampler: ImageSamplerSpec = Field(default_factory=ImageSamplerSpec)
     layout: LayoutSpec = Field(default_factory=ShapesLayoutSpec)

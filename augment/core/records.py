@@ -14,7 +14,7 @@ import math
 from typing import Any, Mapping
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializeAsAny
 
 from augment.config.base import BackendSpec, SamplerSpec
 from augment.core.backends import load_backend, render_guarded
@@ -38,8 +38,8 @@ class SampleRecord(BaseModel):
     model: str  # the weights' location as loaded (a folder or hub id)
     weights_sha256: str
     dtype: str
-    sampler: SamplerSpec
-    model_spec: BackendSpec
+    sampler: SerializeAsAny[SamplerSpec]
+    model_spec: SerializeAsAny[BackendSpec]
     caption: str | None
     prompt: str | None
     condition: str  # JSON of the condition (an image layout, ...)

@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from augment.config import LayoutSpec
+from augment.config.image import ShapesLayoutSpec
 from augment.core.io import atomic_save_png, atomic_write_json
 from augment.image.layout_types import Instance, Layout
 from augment.image.layouts import render_scene, sample_layout
 from augment.image.world import CLASSES
 
-SPEC = LayoutSpec(height=48, width=64)  # not square, so a swapped H/W shows up
+SPEC = ShapesLayoutSpec(height=48, width=64)  # not square, so a swapped H/W shows up
 SEED = 7
 N_SAMPLED = 8
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
-from augment.config import ImageJob, RunConfig
-from flows.cli import apply_overrides, app
+from augment.config.base import ConfigError
+from augment.config.image import ImageJob
+from flows.cli import app
+from flows.cli_common import apply_overrides
+from flows.config import RunConfig
 
 runner = CliRunner()
 
@@ -21,10 +25,10 @@ def test_help_lists_the_commands():
 
 def test_invalid_config_is_one_line_naming_the_field(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text("image:\n  sampler:\n    steps: -3\n")
+    path.write_text("jobs:\n  - sampler:\n      steps: -3\n")
     result = runner.invoke(app, ["generate", str(path)])
     assert result.exit_code == 2
-    assert "image.sampler.steps" in result.output and "Traceback" not in result.output
+    assert "jobs.0.sampler.steps" in result.output and "Traceback" not in result.output
 
 
 def test_missing_config_names_the_file(tmp_path):
@@ -33,13 +37,11 @@ def test_missing_config_names_the_file(tmp_path):
 
 
 def test_set_overrides_are_validated_like_the_file():
-    config = RunConfig(image=ImageJob())
-    changed = apply_overrides(config, ["image.sampler.steps=7", "image.layout.colours=[red]"], "x")
-    assert changed.image.sampler.steps == 7 and changed.image.layout.colours == ["red"]
-    import pytest
-    from augment.config import ConfigError
-
-    with pytest.raises(ConfigError, match="image.sampler.stepz"):
-        apply_overrides(config, ["image.sampler.stepz=7"], "x")
+    config = RunConfig(jobs=[ImageJob()])
+    changed = apply_overrides(config, ["jobs.0.sampler.steps=7", "jobs.shapes.layout.colours=[red]"],
+                              "x")
+    assert changed.jobs[0].sampler.steps == 7 and changed.jobs[0].layout.colours == ["red"]
+    with pytest.raises(ConfigError, match="jobs.0.sampler.stepz"):
+        apply_overrides(config, ["jobs.0.sampler.stepz=7"], "x")
     with pytest.raises(ConfigError, match="key=value"):
         apply_overrides(config, ["nonsense"], "x")

@@ -11,7 +11,8 @@ import yaml
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from augment.config import ImageJob, LayoutSpec, RunConfig, SamplerSpec
+from augment.config.image import ImageJob, ImageSamplerSpec, ShapesLayoutSpec
+from flows.config import RunConfig
 from augment.image.dataset import SynthDataset
 from augment.core.io import FolderLock
 
@@ -21,11 +22,11 @@ def flow_dataset(prefect_harness, tmp_path_factory):
     from flows.generate import run_generate
 
     out = tmp_path_factory.mktemp("flow")
-    config = RunConfig(out=str(out), image=ImageJob(
+    config = RunConfig(out=str(out), jobs=[ImageJob(
         name="flowset", num_samples=8, shard_size=3, seed=1,
-        sampler=SamplerSpec(steps=2, batch_size=4),
-        layout=LayoutSpec(objects_per_image=(1, 4), colour_unspecified=0.25)))
-    summary = run_generate(config)
+        sampler=ImageSamplerSpec(steps=2, batch_size=4),
+        layout=ShapesLayoutSpec(objects_per_image=(1, 4), colour_unspecified=0.25))])
+    (summary,) = run_generate(config)
     return config, summary
 
 
@@ -96,6 +97,6 @@ def test_rerunning_a_finished_dataset_regenerates_nothing(flow_dataset):
     config, _ = flow_dataset
     root = f"{config.out}/flowset"
     before = pd.read_parquet(f"{root}/manifest.parquet")
-    again = run_generate(config)
+    (again,) = run_generate(config)
     assert again["counts"] == flow_dataset[1]["counts"]
     pd.testing.assert_frame_equal(before, pd.read_parquet(f"{root}/manifest.parquet"))

@@ -8,8 +8,9 @@ import html.parser
 import pandas as pd
 import pytest
 
-from augment.config import (AuditSpec, EvalSpec, ImageJob, LayoutSpec, ModelSpec, ReportSpec, RunConfig,
-                            SamplerSpec, VerifySpec)
+from augment.config.base import validate
+from evaluation.config import EvalSpec, ReportSpec
+from flows.config import RunConfig
 from augment.image.dataset import SynthDataset
 
 
@@ -18,19 +19,22 @@ def pipeline_run(prefect_harness, tmp_path_factory):
     from flows.pipeline import pipeline
 
     out = tmp_path_factory.mktemp("pipeline")
-    sampler = SamplerSpec(scheduler="dpmsolver++", steps=10, guidance=3.0, batch_size=16)
-    config = RunConfig(
+    sampler = dict(scheduler="dpmsolver++", steps=10, guidance=3.0, batch_size=16)
+    config = validate(RunConfig, dict(
         out=str(out / "datasets"),
-        image=ImageJob(name="main", num_samples=16, seed=0, shard_size=8, sampler=sampler,
-                       layout=LayoutSpec(objects_per_image=(1, 3))),
-        variants=[{"name": "noguidance", "sampler": {"guidance": 1.0}}],
-        reference_job=ImageJob(name="real", num_samples=48, seed=1000, shard_size=48,
-                               model=ModelSpec(backend="shapes-world"),
-                               sampler=SamplerSpec(batch_size=48), verify=VerifySpec(enabled=False)),
-        audit=AuditSpec(num_samples=128, seed=7, objects_per_image=(2, 3)),
+        jobs=[dict(name="main", num_samples=16, seed=0, shard_size=8, sampler=sampler,
+                   layout=dict(objects_per_image=(1, 3))),
+              dict(name="noguidance", extends="main", sampler=dict(guidance=1.0)),
+              dict(name="real", role="reference", num_samples=48, seed=1000, shard_size=48,
+                   model=dict(backend="shapes-world"), sampler=dict(batch_size=48),
+                   verify=dict(enabled=False)),
+              dict(name="main-audit", role="audit", extends="main", num_samples=128, seed=7,
+                   layout=dict(objects_per_image=(2, 3), colour_unspecified=1.0))],
+        audits=[dict(dataset="main-audit")],
         evaluate=EvalSpec(cache_dir=str(out / "cache"), bootstrap_rounds=20, kid_subset_size=16,
                           min_group_size=4, reports_dir=str(out / "reports")),
-        report=ReportSpec(title="pipeline <test>", samples_per_class=1, memorization_examples=1))
+        report=ReportSpec(title="pipeline <test>", samples_per_class=1, memorization_examples=1)),
+        "pipeline test")
     report_dir = out / "reports" / "run"
     result = pipeline(config, str(report_dir), {"run id": "run"})
     return config, report_dir, result

@@ -15,11 +15,17 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-import augment.image.generate as gen
-from augment.image import backends_sd
-from augment.image.backends import load_backend
-from augment.config import ImageJob, LayoutSpec, ModelSpec, RunConfig, SamplerSpec, VerifySpec
+import augment.core.shards as gen
+from augment.config.image import (CocoLayoutSpec, ImageJob, ImageSamplerSpec, ShapesLayoutSpec,
+                                  StableDiffusionSpec, VerifySpec)
+from augment.core.backends import load_backend, render_guarded
+from augment.core.registry import BACKENDS as REGISTERED
+from augment.image.backends.controlnet_seg import control_images
+from augment.image.backends.gligen import grounding
+from augment.image.backends.gligen import render as render_gligen
+from augment.image.backends.stable_diffusion import SDBackend, build_pipeline, decode_guarded
 from augment.image.dataset import SynthDataset
+from augment.image.layout_types import Layout
 from augment.image.layouts import sample_layout
 from augment.image.palettes import ADE20K
 from augment.testing.tiny_sd import save_sd_folder, save_tiny_open_clip
@@ -28,9 +34,9 @@ BACKENDS = ("controlnet-seg", "gligen", "inpaint-paste")
 SHAPES_PALETTE = {"circle": "ball", "square": "box", "triangle": "tent", "star": "flag",
                   "cross": (10, 20, 30)}
 SIZE = 32
-SAMPLER = SamplerSpec(scheduler="dpmsolver++", steps=2, guidance=2.0, batch_size=3,
+SAMPLER = ImageSamplerSpec(scheduler="dpmsolver++", steps=2, guidance=2.0, batch_size=3,
                       negative_prompt="blurry")
-ONE_OBJECT = LayoutSpec(height=SIZE, width=SIZE, objects_per_image=(1, 1))
+ONE_OBJECT = ShapesLayoutSpec(height=SIZE, width=SIZE, objects_per_image=(1, 1))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -50,17 +56,17 @@ def tiny_models(tmp_path_factory):
     return folders, save_tiny_open_clip(root / "clip")
 
 
-def model_spec(tiny_models, backend: str, **kw) -> ModelSpec:
+def model_spec(tiny_models, backend: str, **kw) -> StableDiffusionSpec:
     folder, controlnet = tiny_models[0][backend]
     extra = {"controlnet": str(controlnet), "palette": SHAPES_PALETTE} if controlnet else {}
-    return ModelSpec(backend=backend, path=str(folder), **extra, **kw)
+    return REGISTERED.get(backend).spec_model()(path=str(folder), **extra, **kw)
 
 
 def make_job(tiny_models, backend: str, **kw) -> ImageJob:
     config, weights = tiny_models[1]
     base = dict(name=backend, num_samples=3, shard_size=3, seed=5, val_fraction=0.5,
                 model=model_spec(tiny_models, backend), sampler=SAMPLER,
-                layout=LayoutSpec(height=SIZE, width=SIZE, objects_per_image=(1, 3)),
+                layout=ShapesLayoutSpec(height=SIZE, width=SIZE, objects_per_image=(1, 3)),
                 verify=VerifySpec(method="clip", clip_model=str(config),
                                   clip_checkpoint=str(weights), min_score=0.0))
     base.update(kw)
@@ -114,8 +120,8 @@ def test_gligen_labels_are_the_boxes_it_was_grounded_on(datasets):
     coco = COCO(str(root / "annotations" / "instances.json"))
     manifest = pd.read_parquet(root / "manifest.parquet")
     for row in manifest.itertuples():
-        layout = gen.Layout.from_json(row.layout)
-        _, boxes = backends_sd.grounding(layout)
+        layout = Layout.from_json(row.layout)
+        _, boxes = grounding(layout)
         labelled = [[x / SIZE, y / SIZE, (x + w) / SIZE, (y + h) / SIZE]
                     for x, y, w, h in (a["bbox"] for a in coco.loadAnns(coco.getAnnIds(row.id)))]
         np.testing.assert_allclose(labelled, boxes)
@@ -133,7 +139,7 @@ def test_a_dataset_from_borrowed_coco_layouts(tiny_models, coco_file, tmp_path):
     job = make_job(tiny_models, "controlnet-seg", name="coco-cn",
                    model=model_spec(tiny_models, "controlnet-seg").model_copy(
                        update={"palette": {}}),  # person, car, dog have ADE20K colours
-                   layout=LayoutSpec(coco_file=str(coco_file), height=SIZE, width=SIZE))
+                   layout=CocoLayoutSpec(coco_file=str(coco_file), height=SIZE, width=SIZE))
     root, _ = gen.generate_dataset(job, tmp_path)
     info = json.loads((root / "dataset.json").read_text())
     assert info["categories"] == ["person", "car", "dog"]
@@ -141,7 +147,7 @@ def test_a_dataset_from_borrowed_coco_layouts(tiny_models, coco_file, tmp_path):
     assert [(c["id"], c["name"]) for c in coco.loadCats(coco.getCatIds())] == [
         (1, "person"), (2, "car"), (3, "dog")]
     for row in pd.read_parquet(root / "manifest.parquet").itertuples():
-        layout = gen.Layout.from_json(row.layout)
+        layout = Layout.from_json(row.layout)
         semantic = np.array(Image.open(root / row.semantic_mask))
         assert np.array_equal(semantic, layout.semantic_map)
         for ann in coco.loadAnns(coco.getAnnIds(row.id)):
@@ -188,8 +194,8 @@ def test_batched_gligen_matches_the_diffusers_pipeline_per_sample(tiny_models):
 
 def test_control_image_paints_each_instance_in_its_palette_colour(tiny_models):
     spec = model_spec(tiny_models, "controlnet-seg", palette_background=(1, 2, 3))
-    layout = sample_layout(LayoutSpec(height=SIZE, width=SIZE, objects_per_image=(3, 3)), 0, 1)
-    image = (backends_sd.control_images([layout], spec)[0].permute(1, 2, 0) * 255).round().numpy()
+    layout = sample_layout(ShapesLayoutSpec(height=SIZE, width=SIZE, objects_per_image=(3, 3)), 0, 1)
+    image = (control_images([layout], spec)[0].permute(1, 2, 0) * 255).round().numpy()
     colours = {"circle": ADE20K["ball"], "square": ADE20K["box"], "triangle": ADE20K["tent"],
                "star": ADE20K["flag"], "cross": (10, 20, 30)}
     for k, inst in enumerate(layout.instances):
@@ -199,17 +205,17 @@ def test_control_image_paints_each_instance_in_its_palette_colour(tiny_models):
 
 def test_a_class_without_a_palette_colour_is_named(tiny_models):
     spec = model_spec(tiny_models, "controlnet-seg").model_copy(update={"palette": {}})
-    layout = sample_layout(LayoutSpec(classes=["star"], objects_per_image=(1, 1)), 0, 0)
+    layout = sample_layout(ShapesLayoutSpec(classes=["star"], objects_per_image=(1, 1)), 0, 0)
     with pytest.raises(ValueError, match=r"model.palette.*\['star'\]"):
-        backends_sd.control_images([layout], spec)
+        control_images([layout], spec)
 
 
 def test_inpaint_paste_keeps_the_background_outside_the_instances(tiny_models, tmp_path):
     rng = np.random.default_rng(0)
     background = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
     Image.fromarray(background).save(tmp_path / "bg.png")
-    spec = LayoutSpec(height=SIZE, width=SIZE, objects_per_image=(2, 2),
-                      background_images=str(tmp_path))
+    spec = ShapesLayoutSpec(height=SIZE, width=SIZE, objects_per_image=(2, 2),
+                            background_images=str(tmp_path))
     layout = sample_layout(spec, 0, 0)
     assert layout.extra["background_image"] == str(tmp_path / "bg.png")
     image = load_backend(model_spec(tiny_models, "inpaint-paste")).render([layout], SAMPLER, [1])[0]
@@ -223,7 +229,7 @@ def test_decode_guard_marks_only_the_non_finite_samples(tiny_models):
     latents = torch.randn(3, 4, 8, 8)
     latents[0, 1, 2, 3] = float("nan")
     latents[2, 0, 0, 0] = float("inf")
-    images = backends_sd.decode_guarded(pipe, latents)
+    images = decode_guarded(pipe, latents)
     assert images.shape == (3, 32, 32, 3)
     assert np.isnan(images[0]).all() and np.isnan(images[2]).all() and np.isfinite(images[1]).all()
 
@@ -247,7 +253,7 @@ def test_a_nan_sample_is_retried_in_fp32_and_recorded(tiny_models, tmp_path, mon
     manifest = pd.read_parquet(root / "manifest.parquet")
     assert calls == [(2, False), (1, True)]
     assert list(manifest["status"]) == ["ok", "retried_fp32"] and manifest["kept"].all()
-    redo = real([gen.Layout.from_json(manifest["layout"][1])], SAMPLER,
+    redo = real([Layout.from_json(manifest["layout"][1])], SAMPLER,
                 [int(manifest["noise_seed"][1])], force_fp32=True)[0]
     on_disk = np.array(Image.open(root / manifest["image"][1])).astype(float)
     assert np.abs(np.rint(redo * 255) - on_disk).max() <= 1
@@ -256,10 +262,11 @@ def test_a_nan_sample_is_retried_in_fp32_and_recorded(tiny_models, tmp_path, mon
 def test_the_fp32_retry_loads_a_float32_copy_of_a_half_precision_backend(tiny_models):
     spec = model_spec(tiny_models, "gligen")
     loaded = load_backend(spec)
-    half = backends_sd.build_pipeline("gligen", loaded.folder, None, spec, torch.bfloat16,
-                                      torch.device("cpu"))
-    backend = backends_sd.SDBackend("gligen", half, spec, loaded.folder, None, loaded.model_id,
-                                    loaded.weights, torch.device("cpu"), torch.bfloat16)
+    half = build_pipeline(loaded.pipeline_class, spec, loaded.folder, None, torch.bfloat16,
+                          torch.device("cpu"))
+    backend = SDBackend(spec, loaded.pipeline_class, render_gligen, loaded.prompter, half,
+                        loaded.folder, None, loaded.model_id, loaded.weights, torch.device("cpu"),
+                        torch.bfloat16)
     layouts = [sample_layout(ONE_OBJECT, 0, 0)]
     images = backend.render(layouts, SAMPLER, [3], force_fp32=True)
     assert np.isfinite(images).all()
@@ -278,16 +285,17 @@ def test_gpu_options_are_applied(tiny_models):
         assert all(isinstance(p, AttnProcessor2_0) for p in model.attn_processors.values())
     layouts = [sample_layout(ONE_OBJECT, 0, i) for i in range(2)]
     assert np.isfinite(backend.render(layouts, SAMPLER, [1, 2])).all()
-    compiled = backends_sd.build_pipeline("gligen", tiny_models[0]["gligen"][0], None,
-                                          model_spec(tiny_models, "gligen", compile_unet=True),
-                                          torch.float32, torch.device("cpu"))
+    gligen = load_backend(model_spec(tiny_models, "gligen"))
+    compiled = build_pipeline(gligen.pipeline_class,
+                              model_spec(tiny_models, "gligen", compile_unet=True),
+                              tiny_models[0]["gligen"][0], None, torch.float32, torch.device("cpu"))
     assert compiled.unet._compiled_call_impl is not None  # compiled lazily, on the first call
 
 
 def test_an_offline_hub_id_names_the_model_and_the_local_path_to_set(tiny_models):
     hub_id = "masterful/gligen-1-4-generation-text-box"
     with pytest.raises(FileNotFoundError, match=f"{hub_id}.*model.path to that local folder"):
-        load_backend(ModelSpec(backend="gligen", path=hub_id))
+        load_backend(REGISTERED.get("gligen").spec_model()(path=hub_id))
     spec = model_spec(tiny_models, "controlnet-seg").model_copy(
         update={"controlnet": "lllyasviel/control_v11p_sd15_seg"})
     with pytest.raises(FileNotFoundError, match="control_v11p_sd15_seg.*model.controlnet"):
@@ -299,14 +307,15 @@ def test_pickled_weights_are_refused(tiny_models, tmp_path):
     weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
     weights.rename(weights.with_suffix(".bin"))
     with pytest.raises(FileNotFoundError, match=f"cannot load gligen weights .*{folder}"):
-        load_backend(ModelSpec(backend="gligen", path=str(folder)))
+        load_backend(REGISTERED.get("gligen").spec_model()(path=str(folder)))
 
 
 def test_the_prefect_flow_makes_a_real_backend_dataset(prefect_harness, tiny_models, tmp_path):
+    from flows.config import RunConfig
     from flows.generate import run_generate
 
     job = make_job(tiny_models, "controlnet-seg", name="flow-cn", num_samples=3, shard_size=2)
-    summary = run_generate(RunConfig(out=str(tmp_path), image=job))
+    (summary,) = run_generate(RunConfig(out=str(tmp_path), jobs=[job]))
     assert summary["counts"]["samples"] == 3
     coco = COCO(str(tmp_path / "flow-cn" / "annotations" / "instances.json"))
     assert len(coco.getImgIds()) == summary["counts"]["kept"]
@@ -318,7 +327,7 @@ def test_fp16_on_cuda_renders_finite_images(tiny_models, backend):
     spec = model_spec(tiny_models, backend, device="cuda", dtype="float16")
     loaded = load_backend(spec)
     assert loaded.pipe.unet.dtype == torch.float16 and loaded.pipe.device.type == "cuda"
-    layouts = [sample_layout(LayoutSpec(height=64, width=64), 0, i) for i in range(4)]
-    images, status = gen.render_guarded(loaded, layouts, SAMPLER, [1, 2, 3, 4])
+    layouts = [sample_layout(ShapesLayoutSpec(height=64, width=64), 0, i) for i in range(4)]
+    images, status = render_guarded(loaded, layouts, SAMPLER, [1, 2, 3, 4])
     assert images.shape == (4, 64, 64, 3) and np.isfinite(images).all()
     assert set(status) <= {"ok", "retried_fp32"}

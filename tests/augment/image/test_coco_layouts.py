@@ -7,13 +7,13 @@ import pytest
 from pydantic import ValidationError
 
 from augment.image.coco_layouts import decode_segmentation, fit_mask, load_coco_source
-from augment.config import ImageJob, LayoutSpec, ModelSpec
+from augment.config.image import CocoLayoutSpec, GligenSpec, ImageJob, ShapesLayoutSpec
 from augment.image.layout_types import Layout, MaskInstance
 from augment.image.layouts import layout_categories, sample_layout
 
 
 def spec_for(coco_file, **kw) -> LayoutSpec:
-    return LayoutSpec(coco_file=str(coco_file), height=32, width=48, **kw)
+    return CocoLayoutSpec(coco_file=str(coco_file), height=32, width=48, **kw)
 
 
 def test_categories_are_the_file_s_in_id_order_mapped_to_1_to_k(coco_file):
@@ -71,12 +71,12 @@ def test_bad_coco_settings_name_the_field(coco_file, tmp_path):
         layout_categories(spec_for(coco_file, coco_classes=["cat"]))
     with pytest.raises(ValueError, match="no image .* at least 4"):
         layout_categories(spec_for(coco_file, objects_per_image=(4, 5)))
-    with pytest.raises(ValidationError, match="coco_classes: only with coco_file"):
-        LayoutSpec(coco_classes=["dog"])
-    with pytest.raises(ValidationError, match="class_frequencies"):
+    with pytest.raises(ValidationError, match="coco_classes\n  Extra inputs"):
+        ShapesLayoutSpec(coco_classes=["dog"])
+    with pytest.raises(ValidationError, match="class_frequencies\n  Extra inputs"):
         spec_for(coco_file, class_frequencies={"circle": 1.0})
-    with pytest.raises(ValidationError, match="layout.coco_file: shapes-tiny"):
+    with pytest.raises(ValidationError, match="backend 'shapes-tiny' renders only"):
         ImageJob(layout=spec_for(coco_file))
     with pytest.raises(ValidationError, match="verify.method: the shapes checker"):
-        ImageJob(model=ModelSpec(backend="gligen", path="x/y"), layout=spec_for(coco_file),
+        ImageJob(model=GligenSpec(path="x/y"), layout=spec_for(coco_file),
                  verify={"method": "checker"})

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from augment.config import LayoutSpec
+from augment.config.image import ShapesLayoutSpec
 from augment.core.seeds import sample_seeds
 from augment.image.layout_types import Layout
 from augment.image.layouts import render_scene, sample_layout
@@ -14,7 +14,7 @@ from augment.image.world import BACKGROUNDS, CLASSES, PALETTE, _polygon_vertices
 
 
 def test_same_seed_same_layout_and_different_seed_differs():
-    spec = LayoutSpec()
+    spec = ShapesLayoutSpec()
     a, b = sample_layout(spec, 3, 17), sample_layout(spec, 3, 17)
     assert a == b and np.array_equal(a.instance_map, b.instance_map)
     assert sample_layout(spec, 4, 17) != a and sample_layout(spec, 3, 18) != a
@@ -27,7 +27,7 @@ def test_sample_seeds_are_independent_of_other_samples():
 
 
 def test_json_round_trip_rebuilds_the_exact_masks():
-    layout = sample_layout(LayoutSpec(objects_per_image=(4, 6)), 1, 2)
+    layout = sample_layout(ShapesLayoutSpec(objects_per_image=(4, 6)), 1, 2)
     again = Layout.from_json(layout.to_json())
     assert again == layout
     assert np.array_equal(again.instance_map, layout.instance_map)
@@ -35,7 +35,7 @@ def test_json_round_trip_rebuilds_the_exact_masks():
 
 def test_class_frequency_targets_are_met_within_sampling_error():
     target = {"circle": 0.6, "square": 0.3, "triangle": 0.1}
-    spec = LayoutSpec(classes=list(target), class_frequencies=target, objects_per_image=(1, 3))
+    spec = ShapesLayoutSpec(classes=list(target), class_frequencies=target, objects_per_image=(1, 3))
     counts = {c: 0 for c in target}
     for i in range(600):
         for inst in sample_layout(spec, 11, i).instances:
@@ -47,7 +47,7 @@ def test_class_frequency_targets_are_met_within_sampling_error():
 
 
 def test_geometry_respects_the_spec_and_occlusion_limits():
-    spec = LayoutSpec(objects_per_image=(2, 5), size_range=(0.2, 0.3), position_range=(0.3, 0.7),
+    spec = ShapesLayoutSpec(objects_per_image=(2, 5), size_range=(0.2, 0.3), position_range=(0.3, 0.7),
                       min_visible=0.5)
     for i in range(60):
         layout = sample_layout(spec, 5, i)
@@ -61,7 +61,7 @@ def test_geometry_respects_the_spec_and_occlusion_limits():
 
 
 def test_no_overlap_when_occlusion_is_off():
-    spec = LayoutSpec(allow_occlusion=False, objects_per_image=(3, 4))
+    spec = ShapesLayoutSpec(allow_occlusion=False, objects_per_image=(3, 4))
     for i in range(30):
         layout = sample_layout(spec, 2, i)
         total = sum(inst.mask(64, 64).sum() for inst in layout.instances)
@@ -69,23 +69,23 @@ def test_no_overlap_when_occlusion_is_off():
 
 
 def test_semantic_map_is_the_class_of_the_visible_instance():
-    layout = sample_layout(LayoutSpec(objects_per_image=(3, 4)), 9, 1)
+    layout = sample_layout(ShapesLayoutSpec(objects_per_image=(3, 4)), 9, 1)
     for k, inst in enumerate(layout.instances):
         assert (layout.semantic_map[layout.instance_map == k + 1] == inst.category_id).all()
     assert (layout.semantic_map[layout.instance_map == 0] == 0).all()
 
 
 def test_caption_names_colours_shapes_and_background():
-    spec = LayoutSpec(objects_per_image=(2, 2), backgrounds=["stripes"])
+    spec = ShapesLayoutSpec(objects_per_image=(2, 2), backgrounds=["stripes"])
     layout = sample_layout(spec, 0, 0)
     a, b = layout.instances
     assert layout.caption.endswith("on a striped background")
     assert f"{a.colour} {a.category}" in layout.caption and f"{b.colour} {b.category}" in layout.caption
-    assert "a orange" not in sample_layout(LayoutSpec(colours=["orange"]), 0, 0).caption
+    assert "a orange" not in sample_layout(ShapesLayoutSpec(colours=["orange"]), 0, 0).caption
 
 
 def test_unspecified_colour_and_background_are_left_open():
-    spec = LayoutSpec(colour_unspecified=1.0, background_unspecified=1.0)
+    spec = ShapesLayoutSpec(colour_unspecified=1.0, background_unspecified=1.0)
     layout = sample_layout(spec, 0, 3)
     assert all(inst.colour is None for inst in layout.instances)
     assert layout.background is None and "background" not in layout.caption
@@ -103,7 +103,7 @@ def test_colour_bias_is_drawn_at_the_requested_rate():
 
 @pytest.mark.parametrize("background", BACKGROUNDS)
 def test_rendered_scene_paints_every_instance_in_its_palette_colour(background):
-    spec = LayoutSpec(backgrounds=[background], objects_per_image=(3, 3))
+    spec = ShapesLayoutSpec(backgrounds=[background], objects_per_image=(3, 3))
     layout = sample_layout(spec, 1, 4)
     image = render_scene(layout).astype(float)
     assert image.shape == (64, 64, 3)
@@ -118,7 +118,7 @@ def test_rendered_scene_paints_every_instance_in_its_palette_colour(background):
 
 def test_every_class_is_drawable():
     for cls in CLASSES:
-        layout = sample_layout(LayoutSpec(classes=[cls], objects_per_image=(1, 1)), 0, 0)
+        layout = sample_layout(ShapesLayoutSpec(classes=[cls], objects_per_image=(1, 1)), 0, 0)
         assert layout.instances[0].category == cls and layout.instance_map.max() == 1
 
 

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from augment.image.backends import EMBEDDED_SHAPES_TINY
-from augment.config import LayoutSpec, TrainShapesSpec
+from augment.image.backends.shapes_tiny import EMBEDDED_SHAPES_TINY
+from augment.config.image import ShapesLayoutSpec
 from augment.image.layouts import sample_layout
 from augment.image.pipelines.shapes_tiny import (COND_CHANNELS, ShapesTinyPipeline, boundary_map,
                                            encode_layouts, make_unet)
 from augment.core.schedulers import SCHEDULER_CLASSES, make_scheduler
 from augment.image.training.generator import noise_schedule, train_shapes_generator
 
-SPEC32 = LayoutSpec(height=32, width=32)
+SPEC32 = ShapesLayoutSpec(height=32, width=32)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_check_inputs_rejects_bad_calls(tiny_pipe):
     with pytest.raises(ValueError, match="num_inference_steps"):
         tiny_pipe(cond, num_inference_steps=0)
     with pytest.raises(ValueError, match="condition"):
-        tiny_pipe(encode_layouts(layouts(1, LayoutSpec(height=64, width=64))))
+        tiny_pipe(encode_layouts(layouts(1, ShapesLayoutSpec(height=64, width=64))))
 
 
 def test_save_and_load_round_trip(tiny_pipe, tmp_path):
@@ -126,7 +126,7 @@ def test_save_and_load_round_trip(tiny_pipe, tmp_path):
 def test_shipped_weights_load_and_generate():
     pipe = ShapesTinyPipeline.from_pretrained(EMBEDDED_SHAPES_TINY, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
-    lay = layouts(2, LayoutSpec())
+    lay = layouts(2, ShapesLayoutSpec())
     out = pipe.from_layouts(lay, num_inference_steps=4, generator=gens([0, 1])).images
     assert out.shape == (2, 64, 64, 3) and np.isfinite(out).all()
     assert out.std() > 0.05  # an image, not a constant
