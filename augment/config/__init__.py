@@ -8,9 +8,11 @@ from augment.config.base import (BackendSpec, ConfigError, JobBase, SamplerSpec,
                                  format_validation_error, load_config, read_yaml, validate)
 from augment.config.image import (CocoLayoutSpec, ImageJob, ImageSamplerSpec, LayoutSpec,
                                   ShapesLayoutSpec, VerifySpec)
-from augment.config.training import TrainShapesSpec
+from augment.config.training import (TrainCheckerSpec, TrainClipSpec, TrainShapesFeaturesSpec,
+                                     TrainShapesSpec)
 
 __all__ = ["BackendSpec", "CocoLayoutSpec", "ConfigError", "ImageJob", "ImageSamplerSpec",
            "JobBase", "LayoutSpec", "SamplerSpec", "ShapesLayoutSpec", "Strict",
-           "TrainShapesSpec", "VerifySpec", "format_validation_error", "load_config", "read_yaml",
+           "TrainCheckerSpec", "TrainClipSpec", "TrainShapesFeaturesSpec", "TrainShapesSpec",
+           "VerifySpec", "format_validation_error", "load_config", "read_yaml",
            "validate"]

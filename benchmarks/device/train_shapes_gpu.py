@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
-from augment.config import LayoutSpec, TrainShapesSpec
+from augment.config.image import ShapesLayoutSpec
+from augment.config.training import TrainShapesSpec
 from augment.image.layouts import sample_layout
 from augment.image.pipelines.shapes_tiny import ShapesTinyPipeline, make_unet
 from augment.image.training.generator import train_shapes_generator
@@ -41,27 +43,26 @@ def step_seconds(batch: int, resolution: int = 64) -> float:
 
 
 def main() -> None:
+    recipe = TrainShapesSpec()
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--minutes", type=float, default=6.5)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--scenes", type=int, default=150_000)
+    parser.add_argument("--batch", type=int, default=recipe.batch_size)
+    parser.add_argument("--scenes", type=int, default=recipe.num_scenes)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     per_step = step_seconds(args.batch) * 1.15  # EMA, batch assembly
     steps = int(args.minutes * 60 / per_step) // 100 * 100
     print(f"step {per_step * 1000:.1f} ms -> {steps} steps", flush=True)
-    spec = TrainShapesSpec(steps=steps, batch_size=args.batch, num_scenes=args.scenes,
-                           device="cuda", log_every=200)
+    spec = TrainShapesSpec(steps=steps, batch_size=args.batch, num_scenes=args.scenes, device="cuda")
     train_shapes_generator(spec, args.out)
     pipe = ShapesTinyPipeline.from_pretrained(args.out, dtype=torch.float32).to("cuda")
     pipe.set_progress_bar_config(disable=True)
-    layouts = [sample_layout(LayoutSpec(), 123, i) for i in range(64)]
+    layouts = [sample_layout(ShapesLayoutSpec(), 123, i) for i in range(64)]
     gens = [torch.Generator("cuda").manual_seed(i) for i in range(64)]
     images = pipe.from_layouts(layouts, generator=gens, num_inference_steps=20,
                                guidance_scale=2.0).images
     grid = (images.reshape(8, 8, 64, 64, 3).transpose(0, 2, 1, 3, 4).reshape(512, 512, 3) * 255)
-    from PIL import Image
     Image.fromarray(grid.round().astype(np.uint8)).save(args.out / "samples.png")
 
 

@@ -9,25 +9,22 @@ seed; the 8 symmetries of the square are applied to image and condition alike.
 from __future__ import annotations
 
 import csv
-import json
-import logging
-import time
+import io
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
-from tqdm.auto import tqdm
 
 from augment.config.training import TrainShapesSpec
-from augment.image.pipelines.shapes_tiny import ShapesTinyPipeline, condition_from_maps, make_unet
-from augment.image.training.scenes import SceneArrays, render_scenes_parallel, world_layout_spec
 from augment.core.devices import resolve_device
-
-log = logging.getLogger(__name__)
+from augment.core.io import atomic_write_text
+from augment.core.training import Optimisation, Stats, Stopwatch, autocast, train_loop, write_report
+from augment.image.pipelines.shapes_tiny import ShapesTinyPipeline, condition_from_maps, make_unet
+from augment.image.training.augmentations import dihedral, symmetry_flags
+from augment.image.training.scenes import SceneArrays, render_training_scenes, world_layout_spec
 
 
 def noise_schedule() -> DDPMScheduler:
@@ -70,92 +67,81 @@ class _DeviceScenes:
         condition = condition_from_maps(semantic, instance, colour, self.background[idx] * keep_bg)
         keep_all = torch.rand(size, 1, 1, 1, generator=gen, device=device) >= spec.condition_dropout
         condition = condition * keep_all
-        both = _dihedral(torch.cat([images, condition], dim=1), gen)
+        both = dihedral(torch.cat([images, condition], dim=1), symmetry_flags(size, gen, device))
         return both[:, :3].contiguous(), both[:, 3:].contiguous()
 
 
-def _dihedral(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Apply one random symmetry of the square per sample (flips and transposes), (B, C, H, W)."""
-    flags = torch.rand(3, x.shape[0], generator=gen, device=x.device) < 0.5
-    x = torch.where(flags[0, :, None, None, None], x.flip(-1), x)
-    x = torch.where(flags[1, :, None, None, None], x.flip(-2), x)
-    return torch.where(flags[2, :, None, None, None], x.transpose(-1, -2), x)
+def _fit(spec: TrainShapesSpec, scenes: _DeviceScenes, unet: torch.nn.Module,
+         watch: Stopwatch) -> list:
+    """Train ``unet`` (DDPM, epsilon objective) on batches of ``scenes``; returns the loss curve
+    (with the learning rate and the seconds so far). AdamW, cosine schedule with warm-up, gradient
+    norm clipped at 1, EMA of the weights (``unet`` holds the EMA weights at the end)."""
+    device = scenes.images.device
+    ema = EMAModel(unet.parameters(), decay=spec.ema_decay, use_ema_warmup=True, power=0.75)
+    ema.to(device)
+    alphas = noise_schedule().alphas_cumprod.to(device)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=spec.learning_rate, weight_decay=0.0)
+    lr_schedule = get_cosine_schedule_with_warmup(optimizer, spec.warmup_steps, spec.steps)
+    gen = torch.Generator(device=device).manual_seed(spec.seed)
+    mixed_precision = autocast(device, spec.mixed_precision)
+
+    def loss(batch: tuple[torch.Tensor, torch.Tensor]) -> Stats:
+        images, condition = batch
+        noise = torch.randn(images.shape, generator=gen, device=device)
+        t = torch.randint(0, len(alphas), (images.shape[0],), generator=gen, device=device)
+        a = alphas[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * images + (1 - a).sqrt() * noise  # q(x_t | x_0), Ho et al. eq. 4
+        with mixed_precision:
+            pred = unet(torch.cat([noisy, condition], dim=1), t).sample
+        per_image = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
+        return {"loss": (_snr_weight(a.view(-1), spec.snr_gamma) * per_image).mean()}
+
+    curve = train_loop(lambda: scenes.batch(spec.batch_size, spec, gen), loss,
+                       Optimisation(optimizer, lr_schedule, clip_grad_norm=1.0, ema=ema),
+                       spec.steps, spec.log_every, "train shapes-tiny",
+                       lambda: {"lr": lr_schedule.get_last_lr()[0], "seconds": watch.seconds()})
+    ema.copy_to(unet.parameters())
+    return curve
 
 
 def train_shapes_generator(spec: TrainShapesSpec, out_dir: str | Path,
                            workers: int | None = None) -> Path:
     """Train ``shapes-tiny`` from scratch and save it as a diffusers folder with fp16 safetensors.
 
-    Writes ``out_dir/{model_index.json, unet/, scheduler/, training_log.csv, training.json}``.
-    Same spec and seed -> same data and the same initial weights; the optimisation itself is
-    reproducible on the same device type.
+    Scenes ``0 .. num_scenes-1`` of the skewed world (``world_layout_spec(resolution)``) seeded
+    with ``spec.seed`` are rendered once (``workers`` processes; None = one per CPU). Writes
+    ``out_dir/{model_index.json, unet/, scheduler/, training_log.csv, training.json}``. Same spec
+    -> same data and the same initial weights; the optimisation itself is reproducible on the same
+    device type.
     """
     out_dir = Path(out_dir)
-    start = time.time()
+    watch = Stopwatch()
     world = world_layout_spec(spec.resolution)
-    log.info("rendering %d training scenes", spec.num_scenes)
-    # render before touching CUDA: the worker processes are forked
-    arrays = render_scenes_parallel(world, spec.seed, spec.num_scenes, workers)
-    log.info("rendered in %.1fs", time.time() - start)
+    arrays = render_training_scenes(world, spec.seed, spec.num_scenes, workers)
     device = resolve_device(spec.device)
     torch.manual_seed(spec.seed)
     scenes = _DeviceScenes(arrays, device)
-
     unet = make_unet(spec.resolution, spec.block_out_channels, spec.layers_per_block).to(device)
-    unet = unet.to(memory_format=torch.channels_last)
-    ema = EMAModel(unet.parameters(), decay=spec.ema_decay, use_ema_warmup=True, power=0.75)
-    ema.to(device)
-    schedule = noise_schedule()
-    alphas = schedule.alphas_cumprod.to(device)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=spec.learning_rate, weight_decay=0.0)
-    lr_schedule = get_cosine_schedule_with_warmup(optimizer, spec.warmup_steps, spec.steps)
-    gen = torch.Generator(device=device).manual_seed(spec.seed)
-    autocast = _autocast(device, spec.mixed_precision)
+    curve = _fit(spec, scenes, unet.to(memory_format=torch.channels_last), watch)
+    watch.end_training()
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log_rows, running = [], []
-    bar = tqdm(range(1, spec.steps + 1), desc="train shapes-tiny", mininterval=5)
-    for step in bar:
-        images, condition = scenes.batch(spec.batch_size, spec, gen)
-        noise = torch.randn(images.shape, generator=gen, device=device)
-        t = torch.randint(0, schedule.config.num_train_timesteps, (images.shape[0],),
-                          generator=gen, device=device)
-        a = alphas[t].view(-1, 1, 1, 1)
-        noisy = a.sqrt() * images + (1 - a).sqrt() * noise  # q(x_t | x_0), Ho et al. eq. 4
-        with autocast:
-            pred = unet(torch.cat([noisy, condition], dim=1), t).sample
-        loss = (_snr_weight(a.view(-1), spec.snr_gamma)
-                * F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        lr_schedule.step()
-        ema.step(unet.parameters())
-        running.append(loss.detach())
-        if step % spec.log_every == 0 or step == spec.steps:
-            mean = torch.stack(running).mean().item()
-            running.clear()
-            log_rows.append({"step": step, "loss": round(mean, 5),
-                             "lr": lr_schedule.get_last_lr()[0], "seconds": round(time.time() - start, 1)})
-            bar.set_postfix(loss=f"{mean:.4f}")
-            log.info("step %d loss %.4f", step, mean)
-
-    ema.copy_to(unet.parameters())
-    pipe = ShapesTinyPipeline(unet=unet.to("cpu", torch.float16).to(memory_format=torch.contiguous_format),
-                              scheduler=DPMSolverMultistepScheduler.from_config(schedule.config))
+    unet = unet.to("cpu", torch.float16).to(memory_format=torch.contiguous_format)
+    pipe = ShapesTinyPipeline(unet=unet, scheduler=DPMSolverMultistepScheduler.from_config(
+        noise_schedule().config))
     pipe.save_pretrained(out_dir, safe_serialization=True)
-    with open(out_dir / "training_log.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["step", "loss", "lr", "seconds"])
-        writer.writeheader()
-        writer.writerows(log_rows)
-    (out_dir / "training.json").write_text(json.dumps({
-        "recipe": spec.model_dump(mode="json"), "device": str(device),
-        "torch": torch.__version__, "seconds": round(time.time() - start, 1),
-        "final_loss": log_rows[-1]["loss"] if log_rows else None,
-        "world": world.model_dump(mode="json"),
-    }, indent=2))
+    atomic_write_text(out_dir / "training_log.csv", _csv(curve))
+    write_report(out_dir, spec, watch, device, {"final_loss": curve[-1]["loss"], "loss_curve": curve},
+                 {"world": world.model_dump(mode="json")})
     return out_dir
+
+
+def _csv(rows: list[dict]) -> str:
+    """The loss curve as CSV text: a header, then one line per row."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
 
 
 def _snr_weight(alpha_bar: torch.Tensor, gamma: float | None) -> torch.Tensor:
@@ -164,10 +150,3 @@ def _snr_weight(alpha_bar: torch.Tensor, gamma: float | None) -> torch.Tensor:
         return torch.ones_like(alpha_bar)
     snr = alpha_bar / (1 - alpha_bar)
     return snr.clamp(max=gamma) / snr
-
-
-def _autocast(device: torch.device, precision: str):
-    if precision == "no" or device.type == "cpu":
-        return torch.autocast(device.type, enabled=False)
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)

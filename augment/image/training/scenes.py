@@ -5,7 +5,9 @@ Scene ``i`` of a seed is always the same scene, whichever worker renders it.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -14,6 +16,8 @@ import numpy as np
 from augment.config.image import ShapesLayoutSpec
 from augment.image.layouts import render_scene, sample_layout
 from augment.image.world import BACKGROUNDS, COLOURS, PLANTED_SKEW
+
+log = logging.getLogger(__name__)
 
 
 def world_layout_spec(resolution: int, skewed: bool = True) -> ShapesLayoutSpec:
@@ -79,3 +83,16 @@ def render_scenes_parallel(spec: ShapesLayoutSpec, seed: int, count: int,
                                   starts, sizes))
     return SceneArrays(*(np.concatenate([getattr(p, f) for p in parts]) for f in
                          ("images", "instance", "classes", "colours", "background")))
+
+
+def render_training_scenes(spec: ShapesLayoutSpec, seed: int, count: int,
+                           workers: int | None = None) -> SceneArrays:
+    """``render_scenes_parallel``, logged: a trainer's scenes ``0 .. count-1`` of ``seed``.
+
+    Call it before CUDA is initialised: the worker processes are forked.
+    """
+    start = time.time()
+    log.info("rendering %d training scenes", count)
+    scenes = render_scenes_parallel(spec, seed, count, workers)
+    log.info("rendered %d scenes in %.1fs", count, time.time() - start)
+    return scenes

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,18 +26,22 @@ import open_clip
 import torch
 from safetensors.torch import save
 from torchvision.ops import roi_align
-from tqdm.auto import tqdm
 
 from augment.config.image import ShapesLayoutSpec
-from augment.core.io import atomic_write_bytes, atomic_write_json
-from augment.image.layouts import sample_layout
-from augment.image.world import CLASSES, COLOURS
-from augment.image.training.checker import gaussian_blur
-from augment.image.training.scenes import render_scenes_parallel, world_layout_spec
+from augment.config.training import TrainClipSpec
+from augment.core.devices import resolve_device
+from augment.core.io import atomic_write_bytes
+from augment.core.training import (Optimisation, Stats, Stopwatch, adamw_one_cycle, parameter_count,
+                                   train_loop, write_report)
 from augment.image.clip import (COLOUR_TEMPLATE, CONFIG_NAME, EMBEDDED_CLIP, EMBEDDED_NAME,
                                 TEMPLATE, WEIGHTS_NAME, classify_crops, crop_boxes, encode_images,
                                 encode_texts, input_size, load_clip, model_input,
                                 register_shapes_clip)
+from augment.image.layouts import sample_layout
+from augment.image.training.augmentations import Photometric, augment
+from augment.image.training.scenes import (SceneArrays, render_scenes_parallel,
+                                           render_training_scenes, world_layout_spec)
+from augment.image.world import CLASSES, COLOURS
 from evaluation.image.clip_alignment import clip_score
 
 log = logging.getLogger(__name__)
@@ -52,10 +55,7 @@ Four of five name the shape: colour is learnt almost at once, shape is the slow 
 
 _MARGIN = (0.05, 0.3)  # crop margin (share of the instance's longer side), uniform; eval uses 0.15
 _SHIFT = 0.08  # crop centre jitter, share of the crop side
-_MAX_BLUR_SIGMA = 0.8
-_MAX_NOISE_STD = 0.02  # on the [0, 1] scale, about 5 grey levels
-_BRIGHTNESS = 0.05  # additive shift, uniform in +-this
-_CONTRAST = 0.1  # multiplicative, uniform in 1 +- this
+_SHIFTS = Photometric(max_blur_sigma=0.8, max_noise_std=0.02, brightness=0.05, contrast=0.1)
 _MAX_LOGIT_SCALE = float(np.log(100.0))  # CLIP clamps the learned temperature at 100
 
 
@@ -107,24 +107,6 @@ def _jittered_crops(images: torch.Tensor, boxes: torch.Tensor, size: int,
         rois += [start, (start + side).clamp_max(limit)]
     rois = torch.stack([rois[0], rois[1], rois[3], rois[2], rois[4]], dim=1)  # (b, x0, y0, x1, y1)
     return roi_align(images, rois, output_size=size, sampling_ratio=-1, aligned=True)
-
-
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Label-preserving augmentation of (B, 3, S, S) float 0..1 images."""
-    b = x.shape[0]
-    flags = torch.rand(3, b, 1, 1, 1, generator=gen).to(x.device) < 0.5  # a symmetry of the square
-    x = torch.where(flags[0], x.flip(-1), x)
-    x = torch.where(flags[1], x.flip(-2), x)
-    x = torch.where(flags[2], x.transpose(-1, -2), x)
-
-    def uniform(low: float, high: float) -> torch.Tensor:
-        return low + (high - low) * torch.rand(b, 1, 1, 1, generator=gen).to(x.device)
-
-    x = gaussian_blur(x, uniform(0.0, _MAX_BLUR_SIGMA).flatten())
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * uniform(1 - _CONTRAST, 1 + _CONTRAST) + mean + uniform(-_BRIGHTNESS, _BRIGHTNESS)
-    x = x + uniform(0.0, _MAX_NOISE_STD) * torch.randn(x.shape, generator=gen).to(x.device)
-    return x.clamp(0.0, 1.0)
 
 
 def multi_positive_clip_loss(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
@@ -204,10 +186,8 @@ def _positives(is_crop: torch.Tensor, caption_id: torch.Tensor, shape: torch.Ten
 class _Batches:
     """Training scenes, their instance crops and all texts, tokenised once; ``draw`` makes a batch."""
 
-    def __init__(self, world: ShapesLayoutSpec, seed: int, num_scenes: int, batch_size: int,
-                 crop_fraction: float, tokenizer, workers: int | None, device: str):
-        scenes = render_scenes_parallel(world, seed, num_scenes, workers)
-        captions = [sample_layout(world, seed, i).caption for i in range(num_scenes)]
+    def __init__(self, scenes: SceneArrays, captions: list[str], batch_size: int, crop_fraction: float,
+                 tokenizer, device: torch.device):
         table = _instance_table(scenes.instance, scenes.classes, scenes.colours)
         _, caption_id = np.unique(captions, return_inverse=True)
         crop_texts, text_shape, text_colour, text_row = crop_text_table()
@@ -233,7 +213,7 @@ class _Batches:
         prompt = torch.randint(len(CROP_TEMPLATES), (self.n_crops,), generator=gen).to(device)
         crops = _jittered_crops(self.images[self.crop_scene[crop_idx]].float() / 255.0,
                                 self.boxes[crop_idx], size, gen)
-        x = _augment(torch.cat([self.images[scene_idx].float() / 255.0, crops]), gen)
+        x, _ = augment(torch.cat([self.images[scene_idx].float() / 255.0, crops]), _SHIFTS, gen)
         shape, colour = self.crop_shape[crop_idx], self.crop_colour[crop_idx]
         row = self.text_row[prompt, shape, colour]
         tokens = torch.cat([self.scene_tokens[scene_idx], self.crop_tokens[row]])
@@ -244,85 +224,75 @@ class _Batches:
         return x, tokens, positives
 
 
-def train_shapes_clip(out_dir: str | Path, seed: int = 0, num_scenes: int = 8_000, steps: int = 500,
-                      batch_size: int = 128, learning_rate: float = 2e-3, weight_decay: float = 0.05,
-                      crop_fraction: float = 0.5, eval_scenes: int = 500, workers: int | None = None,
-                      device: str = "cpu") -> dict:
+def _model(spec: TrainClipSpec, device: torch.device) -> torch.nn.Module:
+    """A fresh ``shapes-clip-tiny`` (seeded with ``spec.seed``) in training mode on ``device``."""
+    torch.manual_seed(spec.seed)
+    return open_clip.create_model(EMBEDDED_NAME, device=device).train()
+
+
+def _fit(spec: TrainClipSpec, data: _Batches, model: torch.nn.Module, watch: Stopwatch) -> list:
+    """Train ``model`` on batches of ``data``; returns the loss curve (with the temperature).
+
+    Loss: ``multi_positive_clip_loss``; AdamW with CLIP's betas and eps (for stability), no decay
+    on gains, biases, the class token and the temperature (all < 2-D), as in CLIP, and a
+    one-cycle schedule; the temperature is clamped at 100 after each step.
+    """
+    gen = torch.Generator().manual_seed(spec.seed)  # on the CPU: the same batches on any device
+
+    def loss(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> Stats:
+        x, tokens, positives = batch
+        image_features = model.encode_image(model_input(model, x), normalize=True)
+        text_features = model.encode_text(tokens, normalize=True)
+        logits = model.logit_scale.exp() * image_features @ text_features.T
+        return {"loss": multi_positive_clip_loss(logits, positives)}
+
+    @torch.no_grad()
+    def clamp_temperature() -> None:
+        model.logit_scale.clamp_(0, _MAX_LOGIT_SCALE)
+
+    groups = [{"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": spec.weight_decay},
+              {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0}]
+    optimizer, schedule = adamw_one_cycle(groups, spec.learning_rate, spec.steps, betas=(0.9, 0.98), eps=1e-6)
+    return train_loop(lambda: data.draw(input_size(model), gen), loss,
+                      Optimisation(optimizer, schedule, after_step=clamp_temperature),
+                      spec.steps, spec.log_every, "train shapes CLIP",
+                      lambda: {"logit_scale": round(float(model.logit_scale.detach().exp()), 3),
+                               "seconds": watch.seconds()})
+
+
+def train_shapes_clip(spec: TrainClipSpec, out_dir: str | Path, workers: int | None = None) -> dict:
     """Train ``shapes-clip-tiny`` from scratch and save it with its held-out metrics.
 
-    Scenes ``0 .. num_scenes-1`` of ``world_layout_spec(64, skewed=False)`` seeded with ``seed``
-    (and crops of their instances) are rendered once; each step draws ``batch_size`` images, a
+    Scenes ``0 .. num_scenes-1`` of ``world_layout_spec(64, skewed=False)`` seeded with
+    ``spec.seed`` (and crops of their instances) are rendered once (``workers`` processes; None =
+    one per CPU, same scenes whatever the number); each step draws ``batch_size`` images, a
     ``crop_fraction`` share of them crops, with a random prompt from ``CROP_TEMPLATES`` each.
-    AdamW (no decay on gains, biases and the temperature) with a one-cycle schedule. Held-out
-    metrics: ``evaluate_shapes_clip`` on ``eval_scenes`` scenes of seed ``seed + 1``, computed on
-    the weights as shipped (fp16). Writes ``out_dir/{open_clip_model.safetensors (fp16),
-    shapes-clip-tiny.json, training.json}`` and returns training.json's dict. Same arguments ->
+    Held-out metrics: ``evaluate_shapes_clip`` on ``eval_scenes`` scenes of seed ``seed + 1``,
+    computed on the weights as shipped (fp16). Writes ``out_dir/{open_clip_model.safetensors
+    (fp16), shapes-clip-tiny.json, training.json}`` and returns training.json's dict. Same spec ->
     same data, initial weights and batches.
     """
-    start = time.time()
+    watch = Stopwatch()
     world = world_layout_spec(64, skewed=False)
     register_shapes_clip()
     tokenizer = open_clip.get_tokenizer(EMBEDDED_NAME)
-    log.info("rendering %d training scenes", num_scenes)
-    data = _Batches(world, seed, num_scenes, batch_size, crop_fraction, tokenizer, workers, device)
-    log.info("rendered %d scenes, %d crops in %.1fs", num_scenes, len(data.boxes), time.time() - start)
-
-    torch.manual_seed(seed)
-    model = open_clip.create_model(EMBEDDED_NAME, device=device).train()
-    # gains, biases, the class token and the temperature (all < 2-D) are not decayed, as in CLIP
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=learning_rate,
-                                  betas=(0.9, 0.98), eps=1e-6)  # CLIP's settings for stability
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, learning_rate, total_steps=steps,
-                                                   pct_start=0.1)
-    gen = torch.Generator().manual_seed(seed)
-    curve, running = [], []
-    bar = tqdm(range(1, steps + 1), desc="train shapes CLIP", mininterval=5)
-    for step in bar:
-        x, tokens, positives = data.draw(input_size(model), gen)
-        image_features = model.encode_image(model_input(model, x), normalize=True)
-        text_features = model.encode_text(tokens, normalize=True)
-        loss = multi_positive_clip_loss(model.logit_scale.exp() * image_features @ text_features.T,
-                                        positives)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, _MAX_LOGIT_SCALE)
-        running.append(loss.item())
-        if step % 25 == 0 or step == steps:
-            curve.append({"step": step, "loss": round(float(np.mean(running)), 5),
-                          "logit_scale": round(float(model.logit_scale.detach().exp()), 3),
-                          "seconds": round(time.time() - start, 1)})
-            running.clear()
-            bar.set_postfix(loss=f"{curve[-1]['loss']:.4f}")
-            log.info("step %d loss %.4f", step, curve[-1]["loss"])
-    train_seconds = time.time() - start
+    scenes = render_training_scenes(world, spec.seed, spec.num_scenes, workers)
+    captions = [sample_layout(world, spec.seed, i).caption for i in range(spec.num_scenes)]
+    device = resolve_device(spec.device)
+    data = _Batches(scenes, captions, spec.batch_size, spec.crop_fraction, tokenizer, device)
+    model = _model(spec, device)
+    curve = _fit(spec, data, model, watch)
+    watch.end_training()
 
     out_dir = _save(model.eval(), out_dir)
-    # evaluate the weights as shipped (fp16-rounded), not the fp32 ones in memory
     shipped, _, _ = load_clip(EMBEDDED_NAME, out_dir / WEIGHTS_NAME, device)
-    report = {
-        "recipe": {"seed": seed, "num_scenes": num_scenes, "steps": steps, "batch_size": batch_size,
-                   "learning_rate": learning_rate, "weight_decay": weight_decay,
-                   "crop_fraction": crop_fraction, "eval_scenes": eval_scenes,
-                   "crop_templates": list(CROP_TEMPLATES), "world": world.model_dump(mode="json")},
-        "model": EMBEDDED_NAME,
-        "config": open_clip.get_model_config(EMBEDDED_NAME),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "num_crops": len(data.boxes),
-        "held_out": evaluate_shapes_clip(shipped, tokenizer, world, seed + 1, eval_scenes, workers=workers),
-        "loss_curve": curve,
-        "device": str(device),
-        "torch": torch.__version__,
-        "open_clip": open_clip.__version__,
-        "train_seconds": round(train_seconds, 1),
-        "seconds": round(time.time() - start, 1),
-    }
-    atomic_write_json(out_dir / "training.json", report)
+    figures = {"model": EMBEDDED_NAME, "config": open_clip.get_model_config(EMBEDDED_NAME),
+               "parameters": parameter_count(model), "num_crops": len(data.boxes),
+               "held_out": evaluate_shapes_clip(shipped, tokenizer, world, spec.seed + 1, spec.eval_scenes,
+                                                workers=workers),
+               "loss_curve": curve, "open_clip": open_clip.__version__}
+    report = write_report(out_dir, spec, watch, device, figures,
+                          {"crop_templates": list(CROP_TEMPLATES), "world": world.model_dump(mode="json")})
     log.info("held-out: %s", {k: report["held_out"][k] for k in ("shape_accuracy", "colour_accuracy")})
     return report
 

@@ -13,31 +13,29 @@ shifts stand in for the ways a generated image differs from a rendered one; none
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from augment.config.image import ShapesLayoutSpec
-from augment.core.io import atomic_write_json
+from augment.config.training import TrainShapesFeaturesSpec
+from augment.core.devices import resolve_device
+from augment.core.io import sha256_file
+from augment.core.training import (Optimisation, Stats, Stopwatch, adamw_one_cycle, parameter_count,
+                                   train_loop, write_report)
 from augment.image.checker import EMBEDDED_CHECKER, WEIGHTS_NAME as CHECKER_WEIGHTS, load_checker
+from augment.image.training.augmentations import HELD_OUT_SETTINGS, REAL_SCENE_SHIFTS, augment, degrade
+from augment.image.training.scenes import (SceneArrays, render_scenes_parallel,
+                                           render_training_scenes, world_layout_spec)
 from augment.image.world import COLOURS
-from augment.image.training.checker import gaussian_blur
-from augment.image.training.scenes import SceneArrays, render_scenes_parallel, world_layout_spec
 from evaluation.image.shapes_features import (CLASS_NAMES, ShapesFeatureNet, load_shapes_features,
-                                                   save_shapes_features)
+                                              save_shapes_features)
 
 log = logging.getLogger(__name__)
 
-_MAX_BLUR_SIGMA = 1.0
-_MAX_NOISE_STD = 0.04  # on the [0, 1] scale, about 10 grey levels
-_BRIGHTNESS = 0.05  # additive shift, uniform in +-this
-_CONTRAST = 0.15  # multiplicative, uniform in 1 +- this
 _CELL = 8  # pixels per side of a cell of the auxiliary coverage map (64 / 8 = the trunk's 8x8 grid)
 _CLEAR_MARGIN = 0.9  # "clear" scenes: the runner-up instance covers < 90% of the largest one's area
 
@@ -89,30 +87,13 @@ def cell_coverage(labels: np.ndarray, num_labels: int, cell: int = _CELL) -> np.
     return (counts / cell**2).astype(np.float32).reshape(n, num_labels, *grid)
 
 
-def _dihedral(flags: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Apply per-sample flips and a transpose (``flags`` (3, B) bool) to x (B, C, H, W)."""
-    x = torch.where(flags[0, :, None, None, None], x.flip(-1), x)
-    x = torch.where(flags[1, :, None, None, None], x.flip(-2), x)
-    return torch.where(flags[2, :, None, None, None], x.transpose(-1, -2), x)
-
-
 def _augment(images: torch.Tensor, cells: torch.Tensor,
              gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """images (B, 3, H, W) uint8, coverage (B, K, H / 8, W / 8) -> float images in [0, 1] and the
-    coverage moved with them (one random symmetry of the square per sample; 8 divides the side,
-    so a flip of the image is exactly a flip of its cell grid)."""
-    b = images.shape[0]
-    flags = torch.rand(3, b, generator=gen, device=images.device) < 0.5
-    x, cells = _dihedral(flags, images.float() / 255.0), _dihedral(flags, cells)
-
-    def uniform(low: float, high: float) -> torch.Tensor:
-        return low + (high - low) * torch.rand(b, 1, 1, 1, generator=gen, device=x.device)
-
-    x = gaussian_blur(x, uniform(0.0, _MAX_BLUR_SIGMA).flatten())
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * uniform(1 - _CONTRAST, 1 + _CONTRAST) + mean + uniform(-_BRIGHTNESS, _BRIGHTNESS)
-    x = x + uniform(0.0, _MAX_NOISE_STD) * torch.randn(x.shape, generator=gen, device=x.device)
-    return x.clamp(0.0, 1.0), cells
+    coverage moved with them (8 divides the side, so a flip of the image is exactly a flip of its
+    cell grid)."""
+    x, (cells,) = augment(images.float() / 255.0, REAL_SCENE_SHIFTS, gen, cells)
+    return x, cells
 
 
 def _loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
@@ -139,12 +120,7 @@ def evaluate_shapes_features(model: ShapesFeatureNet, world: ShapesLayoutSpec, s
     """
     scenes = render_scenes_parallel(world, seed, num_scenes, workers)
     targets = scene_targets(scenes)
-    images = torch.from_numpy(scenes.images).float() / 255.0
-    if blur_sigma > 0:
-        images = gaussian_blur(images, torch.full((len(images),), blur_sigma))
-    if noise_std > 0:
-        noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
-        images = (images + noise_std * noise).clamp(0.0, 1.0)
+    images = degrade(scenes.images, blur_sigma, noise_std, seed)
     device = next(model.parameters()).device
     outputs = [model(batch.to(device)) for batch in images.split(256)]
     pred = {head: torch.cat([o[head] for o in outputs]).argmax(1).cpu().numpy()
@@ -168,91 +144,77 @@ def evaluate_shapes_features(model: ShapesFeatureNet, world: ShapesLayoutSpec, s
     }
 
 
-def train_shapes_features(out_dir: str | Path, seed: int = 0, num_scenes: int = 10_000,
-                          steps: int = 400, batch_size: int = 64, learning_rate: float = 1e-3,
-                          widths: tuple[int, ...] = (24, 48, 96), feature_dim: int = 128,
-                          background_dim: int = 16, eval_scenes: int = 1_000,
-                          checker: str | Path | None = None,
-                          workers: int | None = None, device: str = "cpu") -> dict:
-    """Train a ``ShapesFeatureNet`` on real scenes and save it with its held-out metrics.
+def _model(spec: TrainShapesFeaturesSpec, max_objects: int, device: torch.device) -> ShapesFeatureNet:
+    """A fresh ``ShapesFeatureNet`` (seeded with ``spec.seed``) on a frozen copy of the checker."""
+    torch.manual_seed(spec.seed)
+    front_end = load_checker(spec.checker)  # builds a ShapesChecker: draws from the seeded RNG
+    model = ShapesFeatureNet(spec.widths, spec.feature_dim, max_objects=max_objects,
+                             checker=front_end.config, background_dim=spec.background_dim)
+    model.checker.load_state_dict(front_end.state_dict())
+    return model.to(device)
 
-    ``checker`` is the shapes-checker folder copied in as the frozen front end (None = the one in
-    ``augment/assets``). Scenes ``0 .. num_scenes-1`` of the uniform-colour world
-    (``world_layout_spec(64, skewed=False)``) seeded with ``seed`` are rendered once; held-out
-    metrics come from ``eval_scenes`` scenes of seed ``seed + 1``, clean and degraded (blur sigma 1,
-    noise std 0.03). AdamW with a one-cycle schedule.
 
-    ``background_dim`` features come from a separate background branch
-    (``BackgroundBranch``): read from the shared hidden layer alone, the background head stays at
-    chance (held-out ~0.25 of 4), because the class, count and coverage losses win that layer; 0
-    builds the model without it. Writes ``out_dir/{model.safetensors, config.json,
-    training.json}`` and returns training.json's dict. Same arguments and checker ->
-    same data, initial weights and batches.
+def _fit(spec: TrainShapesFeaturesSpec, scenes: SceneArrays, model: ShapesFeatureNet) -> list:
+    """Train the unfrozen part of ``model`` on ``scenes``; returns the loss curve.
+
+    Loss: ``_loss``; AdamW with a one-cycle schedule; each step draws ``batch_size`` scenes with
+    replacement and augments them. The curve also has the training accuracy of the class head.
     """
-    start = time.time()
-    world = world_layout_spec(64, skewed=False)
-    log.info("rendering %d training scenes", num_scenes)
-    scenes = render_scenes_parallel(world, seed, num_scenes, workers)
+    device = next(model.parameters()).device
     targets = {k: torch.from_numpy(v).to(device) for k, v in scene_targets(scenes).items()}
     images = torch.from_numpy(scenes.images).to(device)  # (N, 3, H, W) uint8
-    log.info("rendered in %.1fs", time.time() - start)
+    gen = torch.Generator(device=device).manual_seed(spec.seed)
 
-    torch.manual_seed(seed)
-    front_end = load_checker(checker)
-    model = ShapesFeatureNet(widths, feature_dim, max_objects=world.objects_per_image[1],
-                             checker=front_end.config, background_dim=background_dim)
-    model.checker.load_state_dict(front_end.state_dict())
-    model = model.to(device)
-    trained = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trained, lr=learning_rate, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, learning_rate, total_steps=steps,
-                                                   pct_start=0.1)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    curve, running, hits = [], [], []
-    bar = tqdm(range(1, steps + 1), desc="train shapes features", mininterval=5)
-    for step in bar:
-        idx = torch.randint(len(images), (batch_size,), generator=gen, device=device)
-        x, cells = _augment(images[idx], targets["cells"][idx], gen)
-        batch = {k: v[idx] for k, v in targets.items()}
+    def draw() -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        idx = torch.randint(len(images), (spec.batch_size,), generator=gen, device=device)
+        return *_augment(images[idx], targets["cells"][idx], gen), {k: v[idx] for k, v in targets.items()}
+
+    def loss(batch: tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]) -> Stats:
+        x, cells, batch_targets = batch
         outputs = model(x)
-        loss = _loss(outputs, batch, cells)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        running.append(loss.item())
-        hits.append((outputs["logits_unbiased"].argmax(1) == batch["largest"]).float().mean().item())
-        if step % 100 == 0 or step == steps:
-            curve.append({"step": step, "loss": round(float(np.mean(running)), 5),
-                          "train_accuracy": round(float(np.mean(hits)), 4)})
-            running.clear()
-            hits.clear()
-            bar.set_postfix(loss=f"{curve[-1]['loss']:.4f}")
-            log.info("step %d loss %.4f accuracy %.3f", step, curve[-1]["loss"], curve[-1]["train_accuracy"])
-    train_seconds = time.time() - start
+        hits = outputs["logits_unbiased"].argmax(1) == batch_targets["largest"]
+        return {"loss": _loss(outputs, batch_targets, cells), "train_accuracy": hits.float().mean()}
+
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimisation = Optimisation(*adamw_one_cycle(trained, spec.learning_rate, spec.steps))
+    return train_loop(draw, loss, optimisation, spec.steps, spec.log_every, "train shapes features")
+
+
+def train_shapes_features(spec: TrainShapesFeaturesSpec, out_dir: str | Path,
+                          workers: int | None = None) -> dict:
+    """Train a ``ShapesFeatureNet`` on real scenes and save it with its held-out metrics.
+
+    ``spec.checker`` is the shapes-checker folder copied in as the frozen front end (None = the one
+    in ``augment/assets``). Scenes ``0 .. num_scenes-1`` of the uniform-colour world
+    (``world_layout_spec(64, skewed=False)``) seeded with ``spec.seed`` are rendered once
+    (``workers`` processes; None = one per CPU, same scenes whatever the number); held-out metrics
+    come from ``eval_scenes`` scenes of seed ``seed + 1``, clean and degraded
+    (``HELD_OUT_SETTINGS``), computed on the weights as shipped (fp16).
+
+    ``background_dim`` features come from a separate background branch (``BackgroundBranch``): read
+    from the shared hidden layer alone, the background head stays at chance (held-out ~0.25 of 4),
+    because the class, count and coverage losses win that layer; 0 builds the model without it.
+    Writes ``out_dir/{model.safetensors, config.json, training.json}`` and returns training.json's
+    dict. Same spec and checker -> same data, initial weights and batches.
+    """
+    watch = Stopwatch()
+    world = world_layout_spec(64, skewed=False)
+    scenes = render_training_scenes(world, spec.seed, spec.num_scenes, workers)
+    device = resolve_device(spec.device)
+    model = _model(spec, world.objects_per_image[1], device)
+    curve = _fit(spec, scenes, model)
+    watch.end_training()
 
     out_dir = save_shapes_features(model.eval(), out_dir)
-    # evaluate the weights as shipped (fp16-rounded), not the fp32 ones in memory
     shipped = load_shapes_features(out_dir, device)
-    checker_file = Path(checker or EMBEDDED_CHECKER) / CHECKER_WEIGHTS
-    report = {
-        "recipe": {"seed": seed, "num_scenes": num_scenes, "steps": steps, "batch_size": batch_size,
-                   "learning_rate": learning_rate, "widths": list(widths), "feature_dim": feature_dim,
-                   "background_dim": background_dim, "eval_scenes": eval_scenes,
-                   "world": world.model_dump(mode="json"),
-                   "checker_sha256": hashlib.sha256(checker_file.read_bytes()).hexdigest()},
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "trained_parameters": sum(p.numel() for p in trained),
-        "held_out": evaluate_shapes_features(shipped, world, seed + 1, eval_scenes, workers=workers),
-        "held_out_degraded": evaluate_shapes_features(shipped, world, seed + 1, eval_scenes,
-                                                      blur_sigma=1.0, noise_std=0.03, workers=workers),
-        "loss_curve": curve,
-        "device": str(device),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "train_seconds": round(train_seconds, 1),
-        "seconds": round(time.time() - start, 1),
-    }
-    atomic_write_json(out_dir / "training.json", report)
+    held_out = {name: evaluate_shapes_features(shipped, world, spec.seed + 1, spec.eval_scenes,
+                                               workers=workers, **settings)
+                for name, settings in HELD_OUT_SETTINGS.items()}
+    figures = {"parameters": parameter_count(model),
+               "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+               **held_out, "loss_curve": curve}
+    checker_sha256 = sha256_file(Path(spec.checker or EMBEDDED_CHECKER) / CHECKER_WEIGHTS)
+    report = write_report(out_dir, spec, watch, device, figures,
+                          {"world": world.model_dump(mode="json"), "checker_sha256": checker_sha256})
     log.info("held-out: %s", {k: report["held_out"][k] for k in ("accuracy", "accuracy_clear")})
     return report

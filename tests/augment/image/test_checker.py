@@ -16,7 +16,7 @@ from augment.image.layouts import sample_layout
 from augment.image.checker import (ShapesChecker, confusion_matrix, load_checker,
                                     miou_from_confusion, predict, save_checker, score_instances)
 from augment.image.world import CLASSES, COLOURS
-from augment.image.training.checker import gaussian_blur, scene_label_maps, train_checker
+from augment.image.training.checker import scene_label_maps
 from augment.image.training.scenes import render_scenes, world_layout_spec
 
 UNSEEN_SEED = 9_876  # neither the training seed (0) nor the held-out one (1)

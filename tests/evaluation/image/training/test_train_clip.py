@@ -1,5 +1,27 @@
 """The shapes CLIP trainer (``evaluation.image.training.clip``)."""
 
+from __future__ import annotations
+
+import json
+
+import open_clip
+import pytest
+import torch
+
+from augment.config.training import TrainClipSpec
+from augment.image.clip import EMBEDDED_CLIP, EMBEDDED_NAME, load_clip
+from augment.image.world import CLASSES, COLOURS
+from evaluation.image.training.clip import crop_text_table, multi_positive_clip_loss, train_shapes_clip
+
+
+def test_spec_defaults_are_the_recipe_of_the_shipped_weights():
+    recipe = json.loads((EMBEDDED_CLIP / "training.json").read_text())["recipe"]
+    defaults = TrainClipSpec().model_dump(mode="json")
+    assert recipe.keys() - defaults.keys() == {"world", "crop_templates"}
+    for key in recipe.keys() & defaults.keys():
+        assert recipe[key] == defaults[key], key
+
+
 def test_contrastive_loss_with_only_the_diagonal_is_clips_loss():
     rng = torch.Generator().manual_seed(0)
     image = torch.nn.functional.normalize(torch.randn(8, 16, generator=rng), dim=1)
@@ -23,9 +45,9 @@ def test_crop_prompts_name_what_they_claim():
 
 @pytest.mark.slow
 def test_training_is_deterministic_and_writes_a_loadable_model(tmp_path):
-    args = dict(seed=3, num_scenes=40, steps=2, batch_size=16, eval_scenes=16, workers=1)
-    report = train_shapes_clip(tmp_path / "a", **args)
-    train_shapes_clip(tmp_path / "b", **args)
+    spec = TrainClipSpec(seed=3, num_scenes=40, steps=2, batch_size=16, eval_scenes=16)
+    report = train_shapes_clip(spec, tmp_path / "a", workers=1)
+    train_shapes_clip(spec, tmp_path / "b", workers=1)
     weights = [(tmp_path / d / "open_clip_model.safetensors").read_bytes() for d in "ab"]
     assert weights[0] == weights[1]
     assert json.loads((tmp_path / "a" / "training.json").read_text())["held_out"] == report["held_out"]
