@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from augment.image.backends import load_backend
-from augment.image.backends_sd import control_images, grounding
-from augment.config import ImageJob, LayoutSpec, ModelSpec, SamplerSpec, VerifySpec
+from augment.core.backends import load_backend
+from augment.image.backends.controlnet_seg import control_images
+from augment.image.backends.gligen import grounding
+from augment.config.image import (ImageJob, ImageSamplerSpec, ShapesLayoutSpec, VerifySpec,
+                                  backend_settings)
 from augment.core.shards import generate_dataset
 from augment.core.seeds import sample_seeds
 from augment.image.layouts import sample_layout
@@ -33,8 +35,8 @@ from benchmarks.common import interleaved, median, row
 
 BACKENDS = ("controlnet-seg", "gligen", "inpaint-paste")
 NUM_IMAGES = 8
-SAMPLER = SamplerSpec(scheduler="dpmsolver++", steps=4, guidance=3.0, batch_size=4)
-LAYOUT = LayoutSpec(height=64, width=64, objects_per_image=(1, 3))
+SAMPLER = ImageSamplerSpec(scheduler="dpmsolver++", steps=4, guidance=3.0, batch_size=4)
+LAYOUT = ShapesLayoutSpec(height=64, width=64, objects_per_image=(1, 3))
 PALETTE = {"circle": "ball", "square": "box", "triangle": "tent", "star": "flag",
            "cross": "signboard"}
 
@@ -44,7 +46,7 @@ def make_job(backend: str, folders: dict, clip: tuple[Path, Path]) -> ImageJob:
     extra = {"controlnet": str(controlnet), "palette": PALETTE} if controlnet else {}
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return ImageJob(name=backend, num_samples=NUM_IMAGES, shard_size=NUM_IMAGES, seed=0,
-                    model=ModelSpec(backend=backend, path=str(folder), device=device, **extra),
+                    model=backend_settings(backend, path=str(folder), device=device, **extra),
                     sampler=SAMPLER, layout=LAYOUT,
                     verify=VerifySpec(method="clip", clip_model=str(clip[0]),
                                       clip_checkpoint=str(clip[1]), min_score=0.0))
@@ -54,7 +56,7 @@ def _gens(seeds: list[int]) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(s) for s in seeds]
 
 
-def _call_kwargs(sampler: SamplerSpec, layouts, seeds) -> dict:
+def _call_kwargs(sampler: ImageSamplerSpec, layouts, seeds) -> dict:
     return {"height": layouts[0].height, "width": layouts[0].width,
             "num_inference_steps": sampler.steps, "guidance_scale": sampler.guidance,
             "generator": _gens(seeds), "output_type": "np"}

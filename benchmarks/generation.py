@@ -13,15 +13,16 @@ from pathlib import Path
 
 import torch
 
-from augment.image.backends import load_backend
-from augment.config import ImageJob, LayoutSpec, RunConfig, SamplerSpec
+from augment.core.backends import load_backend
+from augment.config.image import ImageJob, ImageSamplerSpec, ShapesLayoutSpec
+from flows.config import RunConfig
 from augment.core.seeds import sample_seeds
 from augment.image.layouts import sample_layout
 from augment.image.pipelines.shapes_tiny import encode_layouts
 from benchmarks.common import interleaved, median, row, timed
 
 NUM_IMAGES = 96
-SAMPLER = SamplerSpec(scheduler="dpmsolver++", steps=10, guidance=2.0, batch_size=16)
+SAMPLER = ImageSamplerSpec(scheduler="dpmsolver++", steps=10, guidance=2.0, batch_size=16)
 
 
 def bare_loop(job: ImageJob) -> None:
@@ -40,15 +41,15 @@ def run(repeats: int = 5) -> tuple[list[dict], list[str]]:
 
     work = Path(tempfile.mkdtemp(prefix="synthmill-bench-"))
     job = ImageJob(name="bench", num_samples=NUM_IMAGES, shard_size=32, sampler=SAMPLER,
-                   layout=LayoutSpec())
+                   layout=ShapesLayoutSpec())
     load_backend(job.model).pipe.set_progress_bar_config(disable=True)
     startup, _ = timed(run_generate, RunConfig(out=str(work / "warmup"),
-                                               image=job.model_copy(update={"num_samples": 2})))
+                                               jobs=[job.model_copy(update={"num_samples": 2})]))
     counter = iter(range(10_000))
 
     def ours():
         out = work / f"run{next(counter)}"
-        run_generate(RunConfig(out=str(out), image=job))
+        run_generate(RunConfig(out=str(out), jobs=[job]))
         shutil.rmtree(out)
 
     t_ours, t_base = interleaved(ours, lambda: bare_loop(job), repeats)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from augment.image.backends import load_backend
-from augment.config import LayoutSpec, load_config
+from augment.core.backends import load_backend
+from augment.config.base import load_config
+from augment.config.image import ShapesLayoutSpec
+from flows.config import RunConfig
 from augment.core.seeds import sample_seeds
 from augment.image.layouts import sample_layout
 from augment.image.checker import load_checker, predict
@@ -23,9 +25,9 @@ SEED = 2024  # not the demo's seed: fresh layouts
 
 
 def run() -> tuple[list[dict], list[str]]:
-    job = load_config("configs/demo.yaml").image
+    job = load_config("configs/demo.yaml", RunConfig).jobs[0]
     sampler = job.sampler
-    layout_spec = LayoutSpec()  # every colour specified, all classes and backgrounds
+    layout_spec = ShapesLayoutSpec()  # every colour specified, all classes and backgrounds
     layouts = [sample_layout(layout_spec, SEED, i) for i in range(NUM_SAMPLES)]
     seeds = [sample_seeds(SEED, i)[1] for i in range(NUM_SAMPLES)]
     backend = load_backend(job.model)

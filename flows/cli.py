@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from augment.config.base import ConfigError
+from evaluation.config import EvalSpec, ReportSpec
 from flows.cli_common import STATE, SetOption, fail, guarded, load_with_overrides
 from flows.config import RunConfig
 from flows.train_cli import train_app
@@ -105,8 +107,6 @@ def replay(dataset: Path = typer.Argument(..., help="A synthmill dataset folder.
 
 
 def run_id(prefix: str) -> str:
-    from datetime import datetime
-
     return f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
@@ -133,7 +133,6 @@ def evaluate(
 ) -> None:
     """FID, KID, IS, precision/recall, CLIP alignment, layout fidelity, diversity, memorization:
     each with N and a confidence interval; writes metrics.csv, summary.md and report.html."""
-    from evaluation.config import EvalSpec, ReportSpec
 
     spec = guarded(load_with_overrides, config, EvalSpec, overrides)
     rid = run_id(f"eval-{dataset.name}")
@@ -154,7 +153,6 @@ def compare(
     overrides: Optional[list[str]] = SetOption,
 ) -> None:
     """Line up several datasets/generators in one table: best per metric, ties within intervals."""
-    from evaluation.config import EvalSpec, ReportSpec
 
     spec = guarded(load_with_overrides, config, EvalSpec, overrides)
     rid = run_id("compare")
@@ -174,7 +172,6 @@ def report_cmd(
     datasets: Optional[list[Path]] = typer.Option(None, "--dataset", help="Dataset folders to show."),
 ) -> None:
     """(Re)write summary.md and report.html from existing metrics.csv files."""
-    from evaluation.config import ReportSpec
     from evaluation.suite import report
 
     files = [d / "metrics.csv" for d in run_dirs]
@@ -194,7 +191,6 @@ def reference(
     overrides: Optional[list[str]] = SetOption,
 ) -> None:
     """Compute a reference set's features once; pass the .npz to --reference afterwards."""
-    from evaluation.config import EvalSpec
     from evaluation.evaluate import reference_from_set, save_reference
     from evaluation.image.extractors import fidelity_extractor
 

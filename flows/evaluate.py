@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -31,8 +32,6 @@ def report_task(metrics_files: list[str], datasets: list[str], out_dir: str, spe
 
 def publish(out_dir: str, key: str) -> None:
     """Table artifact of metrics.csv and a markdown artifact of summary.md."""
-    import pandas as pd
-
     table = pd.read_csv(Path(out_dir) / "metrics.csv").round(4).fillna("")
     create_table_artifact(table=table.to_dict(orient="records"), key=f"{key}-metrics",
                           description=f"figures of {out_dir}/metrics.csv")

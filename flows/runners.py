@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from prefect.task_runners import ThreadPoolTaskRunner
+
 from flows.config import RunnerSpec
 
 
 def make_task_runner(spec: RunnerSpec):
     if spec.kind == "threads":
-        from prefect.task_runners import ThreadPoolTaskRunner
-
         return ThreadPoolTaskRunner(max_workers=spec.max_workers)
     if spec.kind == "dask":
         try:

@@ -97,6 +97,11 @@ class InpaintPasteSpec(StableDiffusionSpec):
     backend: Literal["inpaint-paste"] = "inpaint-paste"
 
 
+def backend_settings(backend: str, **fields) -> BackendSpec:
+    """The settings model of ``backend`` (any registered one) filled with ``fields``."""
+    return BACKENDS.get(backend).spec_model().model_validate({**fields, "backend": backend})
+
+
 def backend_spec(modality: str, default: str):
     """A ``WrapValidator`` that validates a ``model:`` mapping with the settings model of the
     backend it names (``default`` when it names none), one of ``modality``'s backends."""

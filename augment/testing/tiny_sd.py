@@ -19,8 +19,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import open_clip
 import torch
 from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
+from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 # as on the hub: a ControlNet is its own repository beside a plain Stable Diffusion one
@@ -137,8 +139,6 @@ TINY_OPEN_CLIP = {
 
 def save_tiny_open_clip(out: str | Path, seed: int = 0) -> tuple[Path, Path]:
     """A 2-layer open_clip model: (config file, random weights .safetensors)."""
-    import open_clip
-    from safetensors.torch import save_file
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

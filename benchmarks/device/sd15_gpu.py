@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from augment.config import ImageJob, LayoutSpec, ModelSpec, SamplerSpec, VerifySpec
+from augment.config.image import (ImageJob, ImageSamplerSpec, ShapesLayoutSpec, VerifySpec,
+                                  backend_settings)
 from augment.core.shards import generate_dataset
 from augment.testing.tiny_sd import save_sd_folder
 from benchmarks.backends import PALETTE, bare_loop
@@ -54,10 +55,10 @@ def make_job(backend: str, folder: Path, controlnet: Path | None, batch: int, ba
     extra = {"controlnet": str(controlnet), "palette": PALETTE} if controlnet else {}
     return ImageJob(
         name=f"{backend}-b{batch}", num_samples=batch * batches, shard_size=batch * batches,
-        model=ModelSpec(backend=backend, path=str(folder), device="cuda", dtype="float16",
+        model=backend_settings(backend, path=str(folder), device="cuda", dtype="float16",
                         compile_unet=compile_unet, **extra),
-        sampler=SamplerSpec(scheduler="unipc", steps=20, guidance=7.5, batch_size=batch),
-        layout=LayoutSpec(height=512, width=512, objects_per_image=(1, 4)),
+        sampler=ImageSamplerSpec(scheduler="unipc", steps=20, guidance=7.5, batch_size=batch),
+        layout=ShapesLayoutSpec(height=512, width=512, objects_per_image=(1, 4)),
         verify=VerifySpec(method="none"))
 
 
