@@ -20,17 +20,27 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
+import torch_fidelity
 from PIL import Image
+from torchvision.ops import roi_align
 
-from augment.config import EvalSpec, ImageJob, ModelSpec, SamplerSpec, VerifySpec
-from augment.core.shards import dataset_dir, generate_dataset
+from augment.config import ImageJob, ImageSamplerSpec, VerifySpec
+from augment.config.image import ShapesWorldSpec
+from augment.core.shards import generate_dataset
+from augment.image.checker import load_checker, predict
+from augment.image.clip import TEMPLATE, crop_boxes, encode_images, encode_texts, load_clip
 from benchmarks.common import interleaved, median, row, timed
+from evaluation.config import EvalSpec
+from evaluation.evaluate import evaluate_dataset
+from evaluation.image.clip_alignment import clip_score
+from evaluation.image.shapes_features import EXTRACTOR_NAME, register
 
 NUM_IMAGES = 256
 CROP_SECONDS: list[float] = []  # time of the direct crop pass, per call
@@ -53,27 +63,14 @@ def _make_sets(work: Path) -> tuple[Path, Path]:
     sets = []
     for name, seed in (("gen", 11), ("ref", 12)):
         job = ImageJob(name=name, num_samples=NUM_IMAGES, seed=seed, shard_size=NUM_IMAGES,
-                       model=ModelSpec(backend="shapes-world"), sampler=SamplerSpec(batch_size=128),
-                       verify=VerifySpec(enabled=False))
-        generate_dataset(job, work)
-        sets.append(dataset_dir(job, work))
+                       model=ShapesWorldSpec(backend="shapes-world"),
+                       sampler=ImageSamplerSpec(batch_size=128), verify=VerifySpec(enabled=False))
+        sets.append(generate_dataset(job, work)[0])
     return sets[0], sets[1]
 
 
 def direct_calls(gen: Path, ref: Path) -> dict:
     """The same core figures straight from torch-fidelity, open_clip and the checker."""
-    import pandas as pd
-    import torch_fidelity
-
-    from augment.image.checker import load_checker, predict
-    from torchvision.ops import roi_align
-
-    from augment.image.clip import TEMPLATE, crop_boxes
-
-    from evaluation.image.clip_alignment import clip_score
-    from augment.image.clip import encode_images, encode_texts, load_clip
-    from evaluation.image.shapes_features import EXTRACTOR_NAME, register
-
     register()
     out = torch_fidelity.calculate_metrics(
         input1=_Images(gen), input2=_Images(ref), feature_extractor=EXTRACTOR_NAME,
@@ -122,8 +119,6 @@ def _agreement(table, direct: dict) -> str:
 
 
 def run(repeats: int = 9) -> tuple[list[dict], list[str]]:
-    from evaluation.evaluate import evaluate_dataset
-
     work = Path(tempfile.mkdtemp(prefix="synthmill-bench-eval-"))
     try:
         gen, ref = _make_sets(work)

@@ -37,7 +37,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from evaluation.fidelity import Figure
+from evaluation.figures import Figure
 from evaluation.stats import bootstrap_ci
 
 
@@ -201,3 +201,13 @@ def distribution_frame(audits: Sequence[GroupAudit]) -> pd.DataFrame:
              "share": c / a.n if a.n else float("nan"), "target": t}
             for a in audits for v, c, t in zip(a.values, a.counts, a.target)]
     return pd.DataFrame(rows, columns=["attribute", "group", "value", "count", "share", "target"])
+
+
+def audit_summary(audits: Sequence[GroupAudit]) -> str:
+    """One line per group: flagged or not, and the most over-represented value."""
+    lines = []
+    for a in audits:
+        state = "SKEWED" if a.flagged else "no skew found"
+        lines.append(f"{a.group}: {state} (n={a.n}; most frequent {a.attribute} "
+                     f"{a.top_value} at {a.top_share:.0%}, p={a.p_value:.3g})")
+    return "\n".join(lines)

@@ -3,7 +3,8 @@
 Tie rule: in each column the best finite value is marked ``best``; another run is a ``tie`` when
 its interval overlaps an interval of a best run (``lo_a <= hi_b and lo_b <= hi_a``). A run without
 an interval, or a column whose best run has none, makes no tie claim. Overlapping intervals do not
-show two runs are equal; they show this evaluation cannot rank them.
+show two runs are equal; they show this evaluation cannot rank them. Which way is better is the
+figure's declaration (``evaluation.registry.figure_spec``); an undeclared figure gets no marks.
 """
 
 from __future__ import annotations
@@ -16,31 +17,15 @@ from typing import Literal, Mapping, Sequence
 
 import pandas as pd
 
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "fid": False, "fid_infinity": False, "kid": False, "memorization_rate": False,
-    "near_duplicate_rate": False, "unreadable_images": False,
-    "precision": True, "recall": True, "coverage": True, "density": True,
-    "inception_score": True, "clip_score": True, "clip_score_100": True, "vendi": True,
-}
-"""Direction of the metrics evaluation writes; others follow the prefix rules of
-``higher_is_better``."""
-
-_PREFIX_RULES: tuple[tuple[str, bool], ...] = (
-    ("bias_", False),  # a bias figure measures distance from the target distribution
-    ("clip_", True), ("layout_", True), ("vendi", True),
-)
+from evaluation.registry import figure_spec
 
 Mark = Literal["best", "tie", ""]
 
 
-def higher_is_better(metric: str) -> bool:
-    """Direction of ``metric``: the explicit table, then prefix rules, else higher is better."""
-    if metric in HIGHER_IS_BETTER:
-        return HIGHER_IS_BETTER[metric]
-    for prefix, higher in _PREFIX_RULES:
-        if metric.startswith(prefix):
-            return higher
-    return True
+def higher_is_better(metric: str) -> bool | None:
+    """Direction of figure ``metric`` as declared; None when no metric or audit declares it."""
+    declared = figure_spec(metric)
+    return declared.higher_is_better if declared else None
 
 
 @dataclass(frozen=True)
@@ -70,13 +55,14 @@ def format_number(x: float) -> str:
     return "n/a" if not math.isfinite(x) else f"{x:.4g}"
 
 
-def mark_column(cells: Sequence[Cell | None], higher: bool) -> list[Cell | None]:
+def mark_column(cells: Sequence[Cell | None], higher: bool | None) -> list[Cell | None]:
     """The cells with ``best`` / ``tie`` marks (module docstring); None stays None.
 
-    Marks need two or more finite values: one run alone is not "best" at anything.
+    Marks need two or more finite values and a direction (``higher`` None: unknown): one run alone
+    is not "best" at anything.
     """
     finite = [c for c in cells if c is not None and math.isfinite(c.value)]
-    if len(finite) < 2:
+    if len(finite) < 2 or higher is None:
         return list(cells)
     best_value = (max if higher else min)(c.value for c in finite)
     best = [c for c in finite if c.value == best_value and c.has_interval]
@@ -103,8 +89,8 @@ def comparison_table(metrics: pd.DataFrame, directions: Mapping[str, bool] | Non
                      groups: Sequence[str] = ("all",)) -> pd.DataFrame:
     """One row per dataset, one ``Cell`` column per (metric, group), best and ties marked.
 
-    ``metrics``: several metrics.csv tables concatenated (evaluate.COLUMNS). ``directions``
-    overrides ``higher_is_better`` per metric. ``runs``: one row per dataset with a ``dataset``
+    ``metrics``: several metrics.csv tables concatenated (``evaluation.figures.COLUMNS``).
+    ``directions`` overrides ``higher_is_better`` per metric. ``runs``: one row per dataset with a ``dataset``
     column and descriptor columns (generator, scheduler, steps, images_per_second, ...; see
     ``runs_table``), placed before the metric columns. ``groups`` picks which groups become columns
     (``"all"`` = overall figures, named by the metric alone; others ``"metric [group]"``).

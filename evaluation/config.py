@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from augment.config.base import Strict, known
+from evaluation.presets import PRESET_NAMES
+from evaluation.registry import METRICS, selectable
 
 
 class EvalSpec(Strict):
@@ -18,10 +20,12 @@ class EvalSpec(Strict):
     extractor: Literal["shapes-features", "inception-v3-compat"] = "shapes-features"
     extractor_weights: str | None = Field(
         None, description="Local .safetensors weights of the extractor (required for inception).")
-    metrics: list[Literal["fid", "kid", "is", "prc", "fid_infinity", "clip", "layout", "diversity",
-                          "density_coverage", "memorization"]] = Field(
-        default_factory=lambda: ["fid", "kid", "is", "prc", "clip", "layout", "diversity",
-                                 "density_coverage", "memorization"], min_length=1)
+    metrics: list[str] = Field(
+        default_factory=lambda: METRICS.names(default=True), min_length=1,
+        description="Metrics to compute (evaluation.registry.METRICS).")
+    metric_settings: dict[str, dict] = Field(
+        default_factory=dict, description="Settings of metrics that have their own settings "
+        "model, by metric name.")
     memorization_quantile: float = Field(
         0.01, gt=0, lt=0.5, description="Real-vs-real nearest-neighbour distance quantile that "
         "calibrates the 'too close' line for memorization and near duplicates.")
@@ -42,13 +46,31 @@ class EvalSpec(Strict):
     cache_dir: str = Field(".cache/synthmill", description="Feature cache folder.")
     reports_dir: str = Field("reports", description="Reports go to <reports_dir>/<run-id>/.")
 
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, value: list[str]) -> list[str]:
+        return known("metric", value, selectable())
+
+    @field_validator("metric_settings")
+    @classmethod
+    def _metric_settings(cls, value: dict[str, dict]) -> dict[str, dict]:
+        """Each metric's settings through its own model (defaults filled in, so the figures cache
+        key sees them)."""
+        out = {}
+        for name, settings in value.items():
+            model = METRICS.get(name).settings_model()
+            if model is None:
+                raise ValueError(f"metric {name!r} has no settings of its own")
+            out[name] = model.model_validate(settings).model_dump(mode="json")
+        return out
+
 
 class AuditSpec(Strict):
     """A bias audit of a dataset whose attribute was left to the generator: classify the attribute
     the generator chose, compare its distribution per group with a target."""
 
     dataset: str = Field(..., description="Name of the job (role: audit) whose dataset is audited.")
-    preset: str = Field("shapes-colour", description="What is audited (evaluation.bias.PRESETS).")
+    preset: str = Field("shapes-colour", description="What is audited (evaluation.presets.PRESETS).")
     method: Literal["checker", "clip"] = Field(
         "checker", description="Who classifies the attribute: the shapes checker or zero-shot CLIP.")
     target: dict[str, float] | None = Field(None, description="Target distribution; None = uniform.")
@@ -56,8 +78,6 @@ class AuditSpec(Strict):
     @field_validator("preset")
     @classmethod
     def _preset(cls, value: str) -> str:
-        from evaluation.presets import PRESET_NAMES
-
         known("preset", [value], PRESET_NAMES)
         return value
 

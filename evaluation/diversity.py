@@ -18,10 +18,10 @@ from typing import Callable
 
 import numpy as np
 
-from evaluation.fidelity import Figure
-from evaluation.memorization import l2_normalise, nearest_neighbours
+from evaluation.figures import Figure
+from evaluation.inputs import MetricInputs
+from evaluation.neighbours import l2_normalise, nearest_neighbours
 from evaluation.stats import SUBSAMPLE_FRACTION, mean_ci, subsample_interval, wilson_interval
-
 
 
 def vendi_score(features: np.ndarray, kernel: str = "cosine") -> float:
@@ -217,3 +217,28 @@ def per_class(figure_fn: Callable[..., Figure], features: np.ndarray, labels: np
         raise ValueError(f"{len(labels)} labels for {len(features)} feature rows")
     return [figure_fn(features[labels == label], group=str(label), **kwargs)
             for label in sorted(set(labels.tolist()))]
+
+
+# Metrics (``evaluation.registry``) -----------------------------------------------------------------
+
+def score_diversity(inputs: MetricInputs) -> list[Figure]:
+    """Vendi score and mean pairwise distance of the set and of each group of ``min_group_size``
+    or more (N must match to compare)."""
+    spec = inputs.spec
+    feats = inputs.arrays()["features"]
+    rounds = min(spec.bootstrap_rounds, 50)
+    out = []
+    for group, members in inputs.targets(spec.min_group_size):
+        out.append(vendi_figure(feats[members], group, rounds, spec.confidence, spec.seed))
+        out.append(mean_pairwise_distance_figure(feats[members], group, rounds, spec.confidence,
+                                                 spec.seed))
+    return out
+
+
+def score_density_coverage(inputs: MetricInputs) -> list[Figure]:
+    """Density and coverage of the set against the reference (k = 5)."""
+    spec, real = inputs.spec, inputs.reference.features
+    if len(real) <= 5:
+        return []
+    return density_coverage_figures(real, inputs.arrays()["features"], 5,
+                                    min(spec.bootstrap_rounds, 200), spec.confidence, spec.seed)

@@ -1,9 +1,10 @@
-"""Features once, metrics many: every extractor runs once per image set, cached on disk.
+"""Features once, metrics many: every extractor runs once per sample set, cached on disk.
 
 The cache key of a set is a hash of its files' *contents* plus the extractor's name and weights
 hash, so a changed file is a miss and a renamed copy is a hit (unlike caches keyed by a name the
 user gives). A small index keyed by (path, size, mtime) lets an unchanged set skip even reading its
-files. On a miss, the files are decoded once and every missing extractor runs on the same chunk.
+files. On a miss, the files are decoded once (by the set's reader) and every missing extractor
+runs on the same chunk.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from augment.core.io import atomic_write_bytes, atomic_write_json
-from evaluation.image.sets import ImageSet, read_chunks, stack_resized
+from evaluation.sets import SampleSet, read_chunks
 
 log = logging.getLogger(__name__)
 
@@ -30,33 +31,48 @@ CACHE_VERSION = "1"  # bump when preprocessing changes, so old features are not 
 
 
 class Extractor(Protocol):
-    """A feature extractor: ``__call__(uint8 images (B, 3, S, S), rows (B,) int) -> {name: array}``.
+    """A feature extractor: ``__call__(batch (B, ...), rows (B,) int) -> {name: array (B, ...)}``.
 
-    ``rows`` are the images' row numbers in the set, for extractors that also need the set's labels
-    (e.g. crops of instances). Arrays are concatenated along axis 0 over chunks.
+    ``prepare`` turns decoded samples (the set reader's tensors) into the batch the extractor takes
+    (images: resized to its input size and stacked, uint8 (B, 3, S, S)). ``rows`` are the samples'
+    row numbers in the set, for extractors that also need the set's labels (e.g. crops of
+    instances). Arrays are concatenated along axis 0 over chunks.
     """
 
     name: str
     weights: str  # hash of the weights, part of the cache key
-    input_size: int | None  # images are resized to this side first (None: as they are)
 
-    def __call__(self, images: torch.Tensor, rows: np.ndarray) -> dict[str, np.ndarray]: ...
+    def prepare(self, samples: list[torch.Tensor]) -> torch.Tensor: ...
+
+    def __call__(self, batch: torch.Tensor, rows: np.ndarray) -> dict[str, np.ndarray]: ...
 
 
 @dataclass
 class FunctionExtractor:
-    """Wrap a plain function as an ``Extractor``."""
+    """Wrap a plain function (and the batching of its inputs) as an ``Extractor``."""
 
     name: str
     weights: str
-    input_size: int | None
+    prepare: Callable[[list[torch.Tensor]], torch.Tensor]
     fn: Callable[[torch.Tensor, np.ndarray], dict[str, np.ndarray]]
     batch_size: int = 64
 
-    def __call__(self, images: torch.Tensor, rows: np.ndarray) -> dict[str, np.ndarray]:
-        parts = [self.fn(images[i:i + self.batch_size], rows[i:i + self.batch_size])
-                 for i in range(0, len(images), self.batch_size)]
+    def __call__(self, batch: torch.Tensor, rows: np.ndarray) -> dict[str, np.ndarray]:
+        parts = [self.fn(batch[i:i + self.batch_size], rows[i:i + self.batch_size])
+                 for i in range(0, len(batch), self.batch_size)]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+@dataclass
+class ExtractorPlan:
+    """The extractors one evaluation runs over its set, by the need they meet (``fidelity`` always;
+    see ``evaluation.registry``), in the order they run on each chunk."""
+
+    by_need: dict[str, Extractor]
+
+    def reference(self) -> Extractor:
+        """The extractor to run over the reference set: the fidelity extractor."""
+        return self.by_need["fidelity"]
 
 
 @dataclass
@@ -70,9 +86,9 @@ class SetFeatures:
     computed: list[str] = field(default_factory=list)  # extractors that ran (cache misses)
 
 
-def _stat_key(image_set: ImageSet) -> str:
+def _stat_key(sample_set: SampleSet) -> str:
     digest = hashlib.blake2b(digest_size=16)
-    for path in image_set.files:
+    for path in sample_set.files:
         try:
             st = os.stat(path)
             digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -85,9 +101,9 @@ def _content_key(hashes: list[str]) -> str:
     return hashlib.blake2b("\n".join(hashes).encode(), digest_size=16).hexdigest()
 
 
-def _hash_files(image_set: ImageSet) -> list[str]:
+def _hash_files(sample_set: SampleSet) -> list[str]:
     out = []
-    for path in image_set.files:
+    for path in sample_set.files:
         try:
             out.append(hashlib.blake2b(Path(path).read_bytes(), digest_size=16).hexdigest())
         except OSError:
@@ -138,12 +154,12 @@ class FeatureCache:
         atomic_write_bytes(self._path(content_key, extractor), buf.getvalue())
 
 
-def compute_features(image_set: ImageSet, extractors: list[Extractor], cache_dir: str | Path,
+def compute_features(sample_set: SampleSet, extractors: list[Extractor], cache_dir: str | Path,
                      chunk_size: int = 256, progress: bool = True) -> SetFeatures:
-    """Features of every extractor for ``image_set``, from the cache where possible."""
+    """Features of every extractor for ``sample_set``, from the cache where possible."""
     cache = FeatureCache(cache_dir)
-    stat_key = _stat_key(image_set)
-    content_key = cache.lookup_key(stat_key) or _content_key(_hash_files(image_set))
+    stat_key = _stat_key(sample_set)
+    content_key = cache.lookup_key(stat_key) or _content_key(_hash_files(sample_set))
     cache.remember_key(stat_key, content_key)
     result = SetFeatures(key=content_key, rows=np.zeros(0, dtype=np.int64))
     missing = []
@@ -156,30 +172,30 @@ def compute_features(image_set: ImageSet, extractors: list[Extractor], cache_dir
         result.unreadable = [tuple(x) for x in json.loads(str(cached.pop("_unreadable")))]
         result.arrays[extractor.name] = cached
     if missing:
-        _extract_missing(image_set, missing, cache, result, chunk_size, progress)
+        _extract_missing(sample_set, missing, cache, result, chunk_size, progress)
     if result.unreadable:
-        log.warning("%s: %d unreadable images excluded (first: %s)", image_set.name,
+        log.warning("%s: %d unreadable files excluded (first: %s)", sample_set.name,
                     len(result.unreadable), result.unreadable[0])
     return result
 
 
-def _extract_missing(image_set, extractors, cache, result, chunk_size, progress) -> None:
+def _extract_missing(sample_set, extractors, cache, result, chunk_size, progress) -> None:
     rows, unreadable = [], []
     parts: dict[str, list[dict]] = {e.name: [] for e in extractors}
-    bar = tqdm(total=len(image_set), desc=f"features {image_set.name}", unit="img",
+    bar = tqdm(total=len(sample_set), desc=f"features {sample_set.name}", unit="sample",
                disable=not progress)
-    for chunk, _, bad in read_chunks(image_set, chunk_size):
+    for chunk, bad in read_chunks(sample_set, chunk_size):
         unreadable += bad
         if chunk.rows:
             rows += chunk.rows
             for extractor in extractors:
-                batch = stack_resized(chunk.images, extractor.input_size)
+                batch = extractor.prepare(chunk.samples)
                 with torch.no_grad():
                     parts[extractor.name].append(extractor(batch, np.asarray(chunk.rows)))
         bar.update(len(chunk.rows) + len(bad))
     bar.close()
     if not rows:
-        raise ValueError(f"{image_set.name}: none of its {len(image_set)} images could be read")
+        raise ValueError(f"{sample_set.name}: none of its {len(sample_set)} files could be read")
     result.rows = np.asarray(rows, dtype=np.int64)
     result.unreadable = unreadable
     for extractor in extractors:

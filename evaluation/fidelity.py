@@ -8,8 +8,6 @@ or splits for KID and IS, and Wilson intervals for precision and recall.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
@@ -18,22 +16,11 @@ from torch_fidelity.metric_kid import (KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, 
                                       kid_features_to_metric, mmd2)
 from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
 
+from evaluation.figures import Figure
+from evaluation.inputs import MetricInputs
 from evaluation.stats import subsample_interval, wilson_interval
 
 FID_MIN_N = 2048  # below this, FID is biased upward enough to mislead (Chong & Forsyth 2020)
-
-
-@dataclass
-class Figure:
-    """One reported number: a row of metrics.csv."""
-
-    metric: str
-    value: float
-    ci_low: float
-    ci_high: float
-    n: int
-    group: str = "all"
-    details: str = ""
 
 
 def _t(x: np.ndarray) -> torch.Tensor:
@@ -235,3 +222,80 @@ def precision_recall(gen: np.ndarray, ref: np.ndarray, neighborhood: int = 3,
         figures.append(Figure(metric, value, lo, hi, n, group,
                               f"k={neighborhood}; Wilson interval over {n} samples, manifolds fixed"))
     return figures
+
+
+# Metrics (``evaluation.registry``): the figures above for the whole set and for each group ---------
+
+def _compared(inputs: MetricInputs) -> list[tuple[str, np.ndarray, np.ndarray, str]]:
+    """(group, its rows, the reference rows it is compared with, a note saying which) for the whole
+    set and each group: a group is compared with the reference's group of the same name when that
+    has ``min_group_size`` members, else with the whole reference."""
+    ref, min_size = inputs.reference, inputs.spec.min_group_size
+    out = []
+    for group, members in inputs.targets():
+        ref_rows = ref.groups.get(group)
+        if ref_rows is not None and len(ref_rows) >= min_size:
+            out.append((group, members, np.asarray(ref_rows), f"reference group {group}"))
+        else:
+            out.append((group, members, np.arange(len(ref.features)), "whole reference"))
+    return out
+
+
+def score_fid(inputs: MetricInputs) -> list[Figure]:
+    """FID of the set and of each group; a group below ``min_group_size`` gets a NaN row saying
+    it was skipped."""
+    spec, ref = inputs.spec, inputs.reference
+    feats = inputs.arrays()["features"]
+    out = []
+    for group, members, ref_rows, against in _compared(inputs):
+        if len(members) < spec.min_group_size:
+            out.append(Figure("fid", float("nan"), float("nan"), float("nan"), len(members), group,
+                              f"skipped: n={len(members)} < min_group_size {spec.min_group_size}"))
+            continue
+        rounds = spec.bootstrap_rounds if group == "all" else min(spec.bootstrap_rounds, 30)
+        figure = fid(feats[members], statistics(ref.features[ref_rows]), len(ref_rows), rounds,
+                     spec.confidence, spec.seed, group)
+        figure.details += f"; against {against}"
+        out.append(figure)
+    return out
+
+
+def score_fid_infinity(inputs: MetricInputs) -> list[Figure]:
+    """FID extrapolated to infinite N, of the whole set against the whole reference."""
+    feats = inputs.arrays()["features"]
+    if len(feats) < inputs.spec.min_group_size:
+        return []
+    return [fid_infinity(feats, statistics(inputs.reference.features), seed=inputs.spec.seed)]
+
+
+def score_kid(inputs: MetricInputs) -> list[Figure]:
+    """KID of the set and of each group of ``min_group_size`` or more, from one set of kernel
+    matrices when that is cheaper."""
+    spec, ref = inputs.spec, inputs.reference
+    feats = inputs.arrays()["features"]
+    size = min(spec.kid_subset_size, len(feats), len(ref.features))
+    kernels = (KidKernels(feats, ref.features) if KidKernels.worth_it(
+        len(feats), len(ref.features), size, spec.kid_subsets) else None)
+    out = []
+    for group, members, ref_rows, against in _compared(inputs):
+        if len(members) >= spec.min_group_size:
+            figure = kid(feats[members], ref.features[ref_rows], spec.kid_subset_size,
+                         spec.kid_subsets, spec.seed, group, kernels, (members, ref_rows))
+            figure.details += f"; against {against}"
+            out.append(figure)
+    return out
+
+
+def score_prc(inputs: MetricInputs) -> list[Figure]:
+    """Precision and recall of the set and of each group of ``min_group_size`` or more."""
+    spec, ref = inputs.spec, inputs.reference
+    feats = inputs.arrays()["features"]
+    return [figure for group, members, ref_rows, _ in _compared(inputs)
+            if len(members) >= spec.min_group_size
+            for figure in precision_recall(feats[members], ref.features[ref_rows],
+                                           spec.prc_neighborhood, spec.confidence, group)]
+
+
+def score_is(inputs: MetricInputs) -> list[Figure]:
+    """Inception score of the set, from the fidelity extractor's logits."""
+    return [inception_score(inputs.arrays()["logits"], inputs.spec.is_splits, inputs.spec.seed)]

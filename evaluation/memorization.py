@@ -12,55 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluation.fidelity import Figure
+from evaluation.diversity import near_duplicate_figure
+from evaluation.figures import Figure
+from evaluation.inputs import MetricInputs
+from evaluation.neighbours import nearest_neighbours
 from evaluation.stats import wilson_interval
-
-
-def l2_normalise(features: np.ndarray) -> np.ndarray:
-    """Rows of ``features`` (N, D) scaled to unit length, float64.
-
-    Raises ``ValueError`` naming the first zero or non-finite row: its direction is undefined, and
-    a silent NaN would poison every similarity it touches.
-    """
-    x = np.asarray(features, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"features must be (N, D), got shape {x.shape}")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    bad = np.flatnonzero(~np.isfinite(norms[:, 0]) | (norms[:, 0] == 0))
-    if bad.size:
-        raise ValueError(f"feature row {bad[0]} is zero or not finite ({bad.size} such rows)")
-    return x / norms
-
-
-def nearest_neighbours(query: np.ndarray, bank: np.ndarray, batch_size: int = 1024,
-                       exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest ``bank`` row of each ``query`` row by cosine distance ``1 - cos``.
-
-    ``query`` (N, D) and ``bank`` (M, D) float features, normalised here. ``exclude_self=True``
-    treats ``query`` as ``bank`` itself (N == M) and skips row i's match with itself, for
-    within-set neighbours. Query rows go ``batch_size`` at a time, so memory is
-    ``batch_size * M`` floats (80 MB for 10k bank rows). Returns ``distances`` (N,) float64 in
-    [0, 2] and ``indices`` (N,) int64 into ``bank``.
-    """
-    q, b = l2_normalise(query), l2_normalise(bank)
-    if q.shape[1] != b.shape[1]:
-        raise ValueError(f"query has {q.shape[1]} feature dims, bank has {b.shape[1]}")
-    if exclude_self and len(q) != len(b):
-        raise ValueError(f"exclude_self needs query and bank to be one set, got {len(q)} and "
-                         f"{len(b)} rows")
-    if len(b) < 1 + exclude_self:
-        raise ValueError(f"bank has {len(b)} rows: too few to have a nearest neighbour")
-    distances = np.empty(len(q), dtype=np.float64)
-    indices = np.empty(len(q), dtype=np.int64)
-    for start in range(0, len(q), batch_size):
-        sim = q[start:start + batch_size] @ b.T  # (batch, M)
-        if exclude_self:
-            rows = np.arange(len(sim))
-            sim[rows, start + rows] = -np.inf
-        best = sim.argmax(axis=1)
-        indices[start:start + len(sim)] = best
-        distances[start:start + len(sim)] = np.clip(1.0 - sim[np.arange(len(sim)), best], 0.0, 2.0)
-    return distances, indices
 
 
 def calibrate_threshold(real_a: np.ndarray, real_b: np.ndarray, quantile: float = 0.01) -> float:
@@ -107,3 +63,30 @@ def memorization_figure(result: dict, group: str = "all") -> Figure:
                f"closest synthetic->train: {closest}")
     return Figure("memorization_rate", result["rate"], result["ci_low"], result["ci_high"],
                   result["n"], group, details)
+
+
+def score_memorization(inputs: MetricInputs) -> list[Figure]:
+    """Memorization and near duplicates, with a line calibrated on real-vs-real distances: half of
+    the reference is the bank, the other half the held-out real set (a real image is never a copy
+    of another, so closer than that is suspect). Leaves the closest pairs of files for the report
+    (``extras["memorization"]``) when the reference is a set."""
+    spec, ref = inputs.spec, inputs.reference
+    if len(ref.features) < 2 * spec.min_group_size:
+        return []
+    feats = inputs.arrays()["features"]
+    half = len(ref.features) // 2
+    held_out, bank = ref.features[:half], ref.features[half:]
+    threshold = calibrate_threshold(held_out, bank, spec.memorization_quantile)
+    result = memorization(feats, bank, threshold, top_k=16, confidence=spec.confidence)
+    if ref.files:
+        files, rows = inputs.sample_set.files, inputs.features.rows
+        inputs.extras["memorization"] = {
+            "threshold": result["threshold"],
+            "pairs": [(str(files[rows[i]]), ref.files[half + j], d)
+                      for i, j, d in result["examples"]]}
+    figure = memorization_figure(result)
+    figure.details += (f"; bank = second half of the reference ({len(bank)}), line calibrated "
+                       f"at the {spec.memorization_quantile:g} quantile of real-vs-real distances")
+    near = near_duplicate_figure(feats, 1.0 - threshold, spec.confidence)
+    near.details += "; same calibrated line, within the synthetic set"
+    return [figure, near]

@@ -8,18 +8,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from augment.image.world import CLASSES, COLOURS
+from augment.image.world import CLASSES, COLOURS, PALETTE
 
 
 @dataclass(frozen=True)
 class AttributeSpec:
-    """An audited attribute: its values, one zero-shot prompt per value (same order), and the
-    target distribution (None = uniform)."""
+    """An audited attribute: its values, one zero-shot prompt per value (same order), the target
+    distribution (None = uniform), and the RGB (0-255) a chart draws a value in (None = CSS colour
+    names where the values are colours, else a default cycle)."""
 
     name: str
     values: tuple[str, ...]
     prompts: tuple[str, ...]
     target: Mapping[str, float] | None = None
+    colours: Mapping[str, tuple[int, int, int]] | None = None
 
     def __post_init__(self):
         if len(self.prompts) != len(self.values):
@@ -40,10 +42,11 @@ class BiasPreset:
 SHAPES_COLOUR_PRESET = BiasPreset(
     name="shapes-colour",
     conditions={shape: shape for shape in CLASSES},  # Instance.phrase with colour=None
-    # "a {} shape" is evaluation.image.clip_alignment.COLOUR_TEMPLATE, which the embedded shapes CLIP
+    # "a {} shape" is augment.image.clip.COLOUR_TEMPLATE, which the embedded shapes CLIP
     # was trained with. It is written out here to keep open_clip out of this module; a test
     # keeps the two equal.
-    attributes=(AttributeSpec("colour", COLOURS, tuple(f"a {c} shape" for c in COLOURS)),),
+    attributes=(AttributeSpec("colour", COLOURS, tuple(f"a {c} shape" for c in COLOURS),
+                              colours={c: PALETTE[c] for c in COLOURS}),),
 )
 """Colour given shape, for the embedded generator. Each shape class is drawn with its colour left
 open and the colour is classified by the shapes checker or the embedded CLIP. The target is
@@ -93,3 +96,9 @@ PRESETS: dict[str, BiasPreset] = {p.name: p for p in (SHAPES_COLOUR_PRESET, T2I_
 """Presets by name, as ``AuditSpec.preset`` names them."""
 
 PRESET_NAMES = tuple(PRESETS)
+
+
+def display_colours() -> dict[str, tuple[int, int, int]]:
+    """The chart colour of every attribute value some preset gives one."""
+    return {value: rgb for preset in PRESETS.values() for attribute in preset.attributes
+            for value, rgb in (attribute.colours or {}).items()}

@@ -13,7 +13,6 @@ import html
 import json
 import logging
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -23,8 +22,10 @@ import pandas as pd
 from augment.core.io import atomic_write_text
 from evaluation.compare import (Cell, comparison_table, format_number, higher_is_better,
                                 run_descriptors, runs_table)
-from evaluation.evaluate import COLUMNS
-from evaluation.plots import class_balance, grid_samples, metric_bars, sample_grid
+from evaluation.figures import COLUMNS
+from evaluation.plots import Picture, metric_bars
+from evaluation.registry import MODALITIES, figure_spec
+from evaluation.sets import dataset_modality
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,6 @@ td.tie { background: #f4f9e6; } .note { color: #8a5a00; }
 figcaption { font-size: 0.8em; color: #555; max-width: 40em; }
 nav a { margin-right: 1em; }
 """
-
-
-@dataclass
-class Picture:
-    """A PNG figure with a caption (shown under it in report.html)."""
-
-    png: bytes
-    caption: str = ""
 
 
 @dataclass
@@ -110,9 +103,10 @@ def write_report(out_dir: str | Path, metrics: pd.DataFrame, datasets: Sequence[
                  samples_per_class: int = 4) -> dict[str, Path]:
     """Write ``summary.md`` and ``report.html`` into ``out_dir``; returns their paths.
 
-    ``metrics``: one or several metrics.csv tables concatenated (evaluate.COLUMNS); every row
-    appears in report.html. ``datasets``: the evaluated dataset folders (sample grids, counts,
-    class balance, throughput); a folder that is not a synthmill dataset is noted, not drawn.
+    ``metrics``: one or several metrics.csv tables concatenated (``evaluation.figures.COLUMNS``);
+    every row appears in report.html. ``datasets``: the evaluated dataset folders (counts,
+    throughput, and the pictures their modality draws: sample grids, class balance); a folder that
+    is not a synthmill dataset is noted, not drawn.
     ``sections``: extra parts, after the built-in ones. ``run_info``: header lines such as run id,
     start time and duration (the caller reads the clock). With several datasets, a comparison
     table (``comparison_table``) lines them up.
@@ -120,7 +114,7 @@ def write_report(out_dir: str | Path, metrics: pd.DataFrame, datasets: Sequence[
     # 1. Check inputs
     missing = [c for c in COLUMNS if c not in metrics.columns]
     if missing:
-        raise ValueError(f"metrics lack columns {missing}; expected evaluate.COLUMNS {COLUMNS}")
+        raise ValueError(f"metrics lack columns {missing}; expected {COLUMNS}")
     # 2. Gather what both files show
     names = list(dict.fromkeys(metrics["dataset"]))
     header = {"datasets": ", ".join(names),
@@ -146,30 +140,16 @@ def _distinct(column: pd.Series) -> str:
 
 
 def _metric_charts(metrics: pd.DataFrame) -> list[Picture]:
+    """One chart per figure name with a value, as its declaration says (``plot``, direction)."""
     charts = []
     for metric in dict.fromkeys(metrics["metric"]):
-        rows = metrics[metrics["metric"] == metric]
-        if rows["value"].astype(float).notna().any():
-            direction = "higher" if higher_is_better(metric) else "lower"
-            charts.append(Picture(metric_bars(metrics, metric), f"{metric}: {direction} is better"))
+        declared = figure_spec(metric)
+        if declared is not None and declared.plot == "none":
+            continue
+        if metrics.loc[metrics["metric"] == metric, "value"].astype(float).notna().any():
+            caption = f"{metric}: {declared.direction} is better" if declared else metric
+            charts.append(Picture(metric_bars(metrics, metric), caption))
     return charts
-
-
-def _class_counts(manifest: pd.DataFrame) -> tuple[Counter, Counter]:
-    """Instances per class in kept samples, and in samples verification dropped."""
-    kept, dropped = Counter(), Counter()
-    generated = manifest[manifest["status"] != "failed"]
-    for is_kept, text in zip(generated["kept"], generated["instances"]):
-        (kept if is_kept else dropped).update(i["category"] for i in json.loads(text))
-    return kept, dropped
-
-
-def _requested(info: dict) -> dict[str, float]:
-    """Target class frequencies of the run; none for borrowed COCO layouts (no target)."""
-    layout = info.get("config", {}).get("layout", {})
-    if layout.get("coco_file"):
-        return {}
-    return layout.get("class_frequencies") or {c: 1.0 for c in info["categories"]}
 
 
 def _dataset_part(root: Path, per_class: int) -> _DatasetPart:
@@ -182,18 +162,8 @@ def _dataset_part(root: Path, per_class: int) -> _DatasetPart:
         counts = info.get("counts", {})
         part.overview = {**run_descriptors(root),
                          **{k: counts[k] for k in ("dropped", "failed") if k in counts}}
-        manifest = pd.read_parquet(root / "manifest.parquet")
-        if per_class > 0:
-            part.pictures.append(Picture(sample_grid(root, per_class),
-                                         "kept samples per class; the row's class outlined and "
-                                         "boxed in yellow, other instances outlined in white"))
-            shown = {r["id"]: r for rows in grid_samples(root, per_class).values() for r in rows}
-            cols = [c for c in ("id", "split", "caption", "prompt") if c in manifest.columns]
-            part.captions = pd.DataFrame([shown[i] for i in sorted(shown)], columns=cols)
-        kept, dropped = _class_counts(manifest)
-        part.pictures.append(Picture(class_balance(kept, _requested(info), dropped),
-                                     "share of instances per class in kept samples vs the "
-                                     "requested frequencies; instances in dropped samples"))
+        hooks = MODALITIES.get(dataset_modality(root)).load_hooks()
+        part.pictures, part.captions = hooks.pictures(root, per_class)
     except (OSError, ValueError, KeyError) as exc:
         # one unreadable dataset must not cost the report of the others
         log.warning("report: cannot show dataset %s: %s", root, exc)
@@ -227,9 +197,10 @@ def _figures(rows: pd.DataFrame, full: bool) -> pd.DataFrame:
 def _with_directions(table: pd.DataFrame) -> pd.DataFrame:
     """Comparison columns named with their direction, e.g. ``fid (lower better)``."""
     def name(col: str) -> str:
-        if not any(isinstance(v, Cell) for v in table[col]):
+        higher = higher_is_better(col.split(" [")[0])
+        if higher is None or not any(isinstance(v, Cell) for v in table[col]):
             return col
-        return f"{col} ({'higher' if higher_is_better(col.split(' [')[0]) else 'lower'} better)"
+        return f"{col} ({'higher' if higher else 'lower'} better)"
 
     return table.reset_index().rename(columns={c: name(c) for c in table.columns})
 

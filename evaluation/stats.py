@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+from scipy.stats import norm
+
+from evaluation.figures import Figure
 
 
 def bootstrap_ci(statistic: Callable[[np.ndarray], float], n: int, rounds: int = 200,
@@ -37,8 +40,6 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     """Wilson score interval of a binomial proportion (Wilson 1927)."""
     if n == 0:
         return float("nan"), float("nan")
-    from scipy.stats import norm
-
     z = norm.ppf(1 - (1 - confidence) / 2)
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
@@ -76,3 +77,12 @@ def subsample_interval(statistic: Callable[[np.ndarray], float], n: int, value: 
     scaled = np.sqrt(m / (n - m)) * (values - values.mean())
     alpha = (1 - confidence) / 2
     return float(value + np.quantile(scaled, alpha)), float(value + np.quantile(scaled, 1 - alpha))
+
+
+def proportion_figure(metric: str, correct: np.ndarray, group: str, confidence: float,
+                      details: str) -> Figure:
+    """The share of true values in ``correct`` (N,) bool, with a Wilson interval."""
+    k, n = int(np.sum(correct)), int(len(correct))
+    lo, hi = wilson_interval(k, n, confidence)
+    return Figure(metric, k / n if n else float("nan"), lo, hi, n, group,
+                  details + "; Wilson interval")

@@ -191,7 +191,7 @@ def reference(
     overrides: Optional[list[str]] = SetOption,
 ) -> None:
     """Compute a reference set's features once; pass the .npz to --reference afterwards."""
-    from evaluation.evaluate import reference_from_set, save_reference
+    from evaluation.reference import reference_from_set, save_reference
     from evaluation.image.extractors import fidelity_extractor
 
     spec = guarded(load_with_overrides, config, EvalSpec, overrides)

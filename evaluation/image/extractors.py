@@ -1,9 +1,8 @@
-"""The extractors an evaluation runs, built from ``EvalSpec``, as cacheable ``Extractor`` objects.
+"""The image extractors an evaluation runs, built from ``EvalSpec``, as cacheable ``Extractor``s.
 
 - fidelity: the embedded ``shapes-features`` network, or torch-fidelity's ``inception-v3-compat``
   with local weights (read from safetensors: torch-fidelity itself would unpickle a .pth);
-- clip: image embeddings and instance-crop embeddings (zero-shot labels are applied later, from
-  text embeddings, so the cache does not depend on the class list);
+- clip: image embeddings and instance-crop embeddings (``evaluation.image.clip_alignment``);
 - checker: the shapes checker's per-pixel class and colour (layout fidelity).
 """
 
@@ -12,16 +11,23 @@ from __future__ import annotations
 import hashlib
 import json
 import unittest.mock
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch_fidelity import feature_extractor_inceptionv3 as fe
 
-from evaluation.config import EvalSpec
-from augment.image.layout_types import Layout
 from augment.core.io import sha256_file
-from evaluation.features import FunctionExtractor
-from evaluation.image.sets import ImageSet
+from augment.image.checker import EMBEDDED_CHECKER, WEIGHTS_NAME, label_map, load_checker, predict
+from augment.image.world import CLASSES
+from evaluation.config import EvalSpec
+from evaluation.features import Extractor, ExtractorPlan, FunctionExtractor
+from evaluation.image.sets import ImageSet, stack_resized
+from evaluation.image.shapes_features import (EXTRACTOR_NAME, INPUT_SIZE, extract,
+                                              load_shapes_features, weights_sha256)
 
 INCEPTION_NAME = "inception-v3-compat"
 INCEPTION_FEATURES = ("2048", "logits_unbiased")
@@ -56,10 +62,6 @@ class CheckerMaps:
 
 
 def shapes_features_extractor(spec: EvalSpec, maps: CheckerMaps | None = None) -> FunctionExtractor:
-    from augment.image.checker import label_map
-    from evaluation.image.shapes_features import (EXTRACTOR_NAME, INPUT_SIZE, extract,
-                                                       load_shapes_features, weights_sha256)
-
     model = load_shapes_features(spec.extractor_weights, device=spec.device)
     if maps is not None and not _same_checker(model.checker, spec.device):
         maps = None
@@ -75,15 +77,11 @@ def shapes_features_extractor(spec: EvalSpec, maps: CheckerMaps | None = None) -
         return {"features": out["features"].numpy(), "logits": out["logits_unbiased"].numpy()}
 
     return FunctionExtractor(EXTRACTOR_NAME, weights_sha256(spec.extractor_weights)[:16],
-                             INPUT_SIZE, fn, spec.batch_size)
+                             partial(stack_resized, size=INPUT_SIZE), fn, spec.batch_size)
 
 
 def _same_checker(checker, device: str) -> bool:
     """True when ``checker`` holds exactly the embedded shapes checker's weights."""
-    import torch
-
-    from augment.image.checker import load_checker
-
     embedded = load_checker(device=device).state_dict()
     mine = checker.state_dict()
     return embedded.keys() == mine.keys() and all(torch.equal(embedded[k], mine[k]) for k in mine)
@@ -96,9 +94,6 @@ def load_inception(weights: str | Path, device: str = "cpu"):
     this intercepts exactly that call so the state dict comes from safetensors instead. Convert
     the official .pth once with ``synthmill convert-weights`` (a tensors-only unpickler).
     """
-    from safetensors.torch import load_file
-    from torch_fidelity import feature_extractor_inceptionv3 as fe
-
     path = Path(weights)
     if path.suffix != ".safetensors" or not path.is_file():
         raise FileNotFoundError(
@@ -122,77 +117,19 @@ def inception_extractor(spec: EvalSpec) -> FunctionExtractor:
         features, logits = model(images.to(spec.device))
         return {"features": features.double().cpu().numpy(), "logits": logits.cpu().numpy()}
 
-    return FunctionExtractor(INCEPTION_NAME, _short_hash(spec.extractor_weights), None, fn,
-                             spec.batch_size)
+    return FunctionExtractor(INCEPTION_NAME, _short_hash(spec.extractor_weights),
+                             partial(stack_resized, size=None), fn, spec.batch_size)
 
 
 def fidelity_extractor(spec: EvalSpec, maps: CheckerMaps | None = None) -> FunctionExtractor:
+    """The extractor ``spec.extractor`` names (FID, KID, IS, precision/recall, diversity features);
+    ``maps``: where shapes-features leaves the checker maps of the images it saw."""
     if spec.extractor == INCEPTION_NAME:
         return inception_extractor(spec)
     return shapes_features_extractor(spec, maps)
 
 
-@lru_cache(maxsize=2)
-def _clip(name: str, checkpoint: str | None, device: str):
-    from augment.image.clip import load_clip
-
-    return load_clip(name, checkpoint, device)
-
-
-def clip_extractor(spec: EvalSpec, image_set: ImageSet) -> FunctionExtractor:
-    """CLIP image embeddings and, when the set has layouts, one embedding per visible instance crop.
-
-    Outputs: ``image`` (B, D); ``crops`` (M, D), ``crop_row`` (M,) set row, ``crop_instance`` (M,)
-    index in the layout's instances.
-    """
-    from augment.image.clip import crop_boxes, crop_images
-    from augment.image.clip import encode_images, weights_sha256
-
-    model, _, _ = _clip(spec.clip_model, spec.clip_checkpoint, spec.device)
-    size = model.visual.image_size
-    size = size[0] if isinstance(size, (tuple, list)) else size
-
-    def fn(images, rows):
-        out = {"image": encode_images(model, images, spec.batch_size)}
-        boxes, crop_row, crop_inst = [], [], []
-        for image, row in zip(images, rows):
-            keep = np.zeros((0, 4), np.float32)
-            if image_set.layouts is not None:
-                layout = image_set.layout(row)
-                found = crop_boxes(instance_map=_resized_map(layout, image.shape[-2:]),
-                                   num_instances=len(layout.instances))
-                ok = np.isfinite(found).all(axis=1)
-                keep = found[ok]
-                crop_row += [row] * int(ok.sum())
-                crop_inst += np.flatnonzero(ok).tolist()
-            boxes.append(keep)
-        dim = out["image"].shape[1]
-        crops = crop_images(images, boxes, size) if crop_row else None
-        out["crops"] = (encode_images(model, crops, spec.batch_size) if crops is not None
-                        else np.zeros((0, dim), np.float32))
-        out["crop_row"] = np.asarray(crop_row, np.int64)
-        out["crop_instance"] = np.asarray(crop_inst, np.int64)
-        return out
-
-    name = f"clip-{spec.clip_model}"
-    return FunctionExtractor(name, weights_sha256(spec.clip_model, spec.clip_checkpoint)[:16], None,
-                             fn, spec.batch_size)
-
-
-def _resized_map(layout: Layout, shape) -> np.ndarray:
-    """The layout's instance map at the image's size (nearest neighbour)."""
-    inst = layout.instance_map
-    h, w = int(shape[0]), int(shape[1])
-    if inst.shape == (h, w):
-        return inst
-    ys = (np.arange(h) * inst.shape[0] / h).astype(int)
-    xs = (np.arange(w) * inst.shape[1] / w).astype(int)
-    return inst[ys][:, xs]
-
-
 def checker_extractor(spec: EvalSpec, maps: CheckerMaps | None = None) -> FunctionExtractor:
-    from augment.image.checker import EMBEDDED_CHECKER, WEIGHTS_NAME, load_checker, predict
-
     model = load_checker(device=spec.device)
 
     def fn(images, rows):
@@ -202,14 +139,12 @@ def checker_extractor(spec: EvalSpec, maps: CheckerMaps | None = None) -> Functi
         semantic, colour = predict(model, images)
         return {"semantic": semantic.numpy().astype(np.uint8), "colour": colour.numpy().astype(np.uint8)}
 
-    return FunctionExtractor("shapes-checker", _short_hash(EMBEDDED_CHECKER / WEIGHTS_NAME), 64, fn,
-                             spec.batch_size)
+    return FunctionExtractor("shapes-checker", _short_hash(EMBEDDED_CHECKER / WEIGHTS_NAME),
+                             partial(stack_resized, size=64), fn, spec.batch_size)
 
 
 def shapes_world(image_set: ImageSet) -> bool:
     """True when the set's layouts are shapes-world layouts (the checker knows their classes)."""
-    from augment.image.world import CLASSES
-
     if not image_set.layouts:
         return False
     first = json.loads(image_set.layouts[0])
@@ -218,3 +153,31 @@ def shapes_world(image_set: ImageSet) -> bool:
 
 def _short_hash(path: str | Path) -> str:
     return sha256_file(path)[:16]
+
+
+@dataclass
+class ImagePlan(ExtractorPlan):
+    """The image extractors of one evaluation; ``maps`` hands the shapes checker's maps from the
+    shapes-features pass over the set to the checker extractor."""
+
+    maps: CheckerMaps | None = None
+
+    def reference(self) -> Extractor:
+        if self.maps is not None:
+            self.maps.active = False  # the reference needs no layout maps
+        return super().reference()
+
+
+def plan_extractors(spec: EvalSpec, image_set: ImageSet, needs: set[str]) -> ImagePlan:
+    """The fidelity extractor, and the CLIP and checker extractors when a metric needs them (the
+    checker only for shapes-world layouts, whose classes it knows)."""
+    maps = CheckerMaps() if "checker" in needs and shapes_world(image_set) else None
+    by_need: dict[str, Extractor] = {"fidelity": fidelity_extractor(spec, maps)}
+    if "clip" in needs:
+        # open_clip is imported only when a metric needs CLIP features
+        from evaluation.image.clip_alignment import clip_extractor
+
+        by_need["clip"] = clip_extractor(spec, image_set)
+    if maps is not None:
+        by_need["checker"] = checker_extractor(spec, maps)
+    return ImagePlan(by_need, maps)

@@ -15,10 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+from scipy import ndimage
 
+from augment.image.checker import (confusion_matrix, load_checker, miou_from_confusion, predict,
+                                   score_instances)
 from augment.image.layout_types import Layout
-from augment.image.checker import confusion_matrix, load_checker, miou_from_confusion, predict, score_instances
+from augment.image.layouts import render_scene
 from augment.image.world import CLASSES
+from evaluation.figures import Figure
+from evaluation.inputs import MetricInputs
+from evaluation.stats import bootstrap_ci, proportion_figure, wilson_interval
 
 
 def fidelity_from_predictions(semantic_pred, colour_pred, layouts: list[Layout]) -> dict:
@@ -46,8 +52,6 @@ def fidelity_from_predictions(semantic_pred, colour_pred, layouts: list[Layout])
 def box_recall(semantic_pred: np.ndarray, layouts: list[Layout], threshold: float = 0.5) -> np.ndarray:
     """Per condition instance: does a connected checker segment of its class overlap its box at
     IoU >= ``threshold``? Returns a bool array over all visible instances, in layout order."""
-    from scipy import ndimage
-
     hits = []
     for pred, layout in zip(semantic_pred, layouts):
         boxes_by_class: dict[int, list[tuple]] = {}
@@ -94,8 +98,6 @@ def dataset_layout_fidelity(root: str | Path, checker=None, batch_size: int = 12
 
 def real_scene_ceiling(layouts: list[Layout], checker=None) -> dict:
     """The same figures for real procedural renders of the same layouts (the checker's ceiling)."""
-    from augment.image.layouts import render_scene
-
     checker = checker or load_checker()
     images = np.stack([render_scene(layout) for layout in layouts])
     s, c = predict(checker, images)
@@ -110,3 +112,50 @@ def summary_line(name: str, figures: dict) -> str:
 
 def to_json(figures: dict) -> str:
     return json.dumps(figures, indent=2)
+
+
+# The ``layout`` metric (``evaluation.registry``) --------------------------------------------------
+
+_CEILING_LAYOUTS = 64  # the ceiling is a reference point printed in details, not a figure
+
+
+def score_layout(inputs: MetricInputs) -> list[Figure]:
+    """Checker-based layout fidelity of the set, with the checker's own score on real renders of
+    its first layouts as the ceiling."""
+    spec, preds = inputs.spec, inputs.arrays("checker")
+    layouts = [inputs.sample_set.layout(r) for r in inputs.features.rows]
+    figs = fidelity_from_predictions(preds["semantic"], preds["colour"], layouts)
+    ceiling_n = min(len(layouts), _CEILING_LAYOUTS)
+    ceiling = real_scene_ceiling(layouts[:ceiling_n])
+    hits = box_recall(preds["semantic"], layouts)
+    miou_lo, miou_hi = _bootstrap_miou(preds["semantic"], layouts, min(spec.bootstrap_rounds, 200),
+                                       spec.confidence, spec.seed)
+    out = [Figure("layout_miou", figs["miou"], miou_lo, miou_hi, len(layouts), "all",
+                  f"checker segmentation vs condition masks; checker on real renders of the first "
+                  f"{ceiling_n} of these layouts (ceiling): {ceiling['miou']:.3f}")]
+    colour_n = figs["n_coloured_instances"]
+    if colour_n:
+        k = round(figs["colour_accuracy"] * colour_n)
+        lo, hi = wilson_interval(k, colour_n, spec.confidence)
+        out.append(Figure("layout_colour_accuracy", figs["colour_accuracy"], lo, hi, colour_n,
+                          "all", f"instances with a specified colour; ceiling "
+                                 f"{ceiling['colour_accuracy']:.3f}; Wilson interval"))
+    out.append(proportion_figure("layout_box_recall_iou50", hits, "all", spec.confidence,
+                                 "condition boxes matched by a checker segment of the class at "
+                                 "IoU>=0.5"))
+    for name, iou in figs["per_class_iou"].items():
+        if name != "background" and iou is not None and np.isfinite(iou):
+            out.append(Figure("layout_iou", float(iou), float("nan"), float("nan"),
+                              len(layouts), f"class={name}", "checker IoU of this class"))
+    return out
+
+
+def _bootstrap_miou(semantic: np.ndarray, layouts: list[Layout], rounds: int, confidence: float,
+                    seed: int) -> tuple[float, float]:
+    """Percentile interval of the set's mIoU over images resampled with replacement."""
+    k = int(max(semantic.max(), max(l.semantic_map.max() for l in layouts))) + 1
+    k = max(k, 6)
+    confs = np.stack([confusion_matrix(semantic[i], layouts[i].semantic_map, k)
+                      for i in range(len(layouts))])
+    return bootstrap_ci(lambda idx: miou_from_confusion(confs[idx].sum(0))[0], len(layouts),
+                        rounds, confidence, seed)

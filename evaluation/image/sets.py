@@ -1,20 +1,18 @@
 """Image sets to evaluate: a synthmill dataset, a plain image folder, or a COCO file + image folder.
 
-An ``ImageSet`` is a list of files plus whatever labels the source knows (captions, layouts). It is
-read in chunks: each file is read from disk once, hashed (for the feature cache) and decoded, and
-a file that cannot be decoded is listed and excluded, never fatal.
+An ``ImageSet`` is an ``evaluation.sets.SampleSet`` whose reader decodes image files with PIL and
+whose labels may include layouts. Extractors take the decoded images resized to their input size
+(``stack_resized``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -22,33 +20,38 @@ import torch
 from PIL import Image
 
 from augment.image.layout_types import Layout
+from evaluation.registry import MODALITIES
+from evaluation.sets import DecodeError, Reader, SampleSet
 
-log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 LAYOUT_CACHE_PIXELS = 64 * 1024 * 1024  # parsed layouts kept per set (their masks: ~2 bytes/pixel)
 
 
-@dataclass
-class ImageSet:
-    """Files of one set and their known labels, in a fixed order.
+def decode_image(data: bytes) -> torch.Tensor:
+    """An image file's bytes (PNG, JPEG, ...) -> uint8 (3, H, W) RGB; ``DecodeError`` if corrupt."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            array = np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DecodeError(str(exc)) from exc
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
-    ``captions`` / ``layouts`` (JSON) are per file, or None where the source does not know them.
-    ``groups`` maps a group name (e.g. "class=circle") to row indices of its members.
+
+@dataclass
+class ImageSet(SampleSet):
+    """Image files of one set and their known labels, in a fixed order.
+
+    ``layouts`` (JSON) are per file, or None where the source does not know them.
     """
 
-    name: str
-    root: Path
-    files: list[Path]
-    kind: str
-    captions: list[str] | None = None
+    modality: ClassVar[str] = "image"
+
+    read: Reader = decode_image
     layouts: list[str] | None = None
-    groups: dict[str, list[int]] = field(default_factory=dict)
     _parsed: "OrderedDict[int, Layout]" = field(default_factory=OrderedDict, repr=False,
                                                 compare=False)
 
-    def __len__(self) -> int:
-        return len(self.files)
+    def labels(self) -> dict:
+        return {**super().labels(), "layouts": self.layouts}
 
     def layout(self, row: int) -> Layout:
         """The parsed ``Layout`` of a row. Recently used ones are kept (up to
@@ -67,33 +70,10 @@ class ImageSet:
             self._parsed.popitem(last=False)
         return layout
 
-    def subset(self, rows: list[int]) -> "ImageSet":
-        pick = lambda xs: [xs[i] for i in rows] if xs is not None else None  # noqa: E731
-        return ImageSet(self.name, self.root, pick(self.files), self.kind, pick(self.captions),
-                        pick(self.layouts))
 
-
-def open_image_set(path: str | Path, images: str | Path | None = None,
-                   kept_only: bool = True) -> ImageSet:
-    """Open a set by what ``path`` is: a dataset folder (has manifest.parquet), a COCO json
-    (``images`` = its image folder, default: the json's folder), or a folder of images."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    if path.is_dir() and (path / "manifest.parquet").exists():
-        return _synthmill_set(path, kept_only)
-    if path.suffix == ".json":
-        return _coco_set(path, Path(images) if images else path.parent)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise FileNotFoundError(f"{path} holds no images ({sorted(IMAGE_SUFFIXES)})")
-        return ImageSet(path.name, path, files, "folder")
-    raise ValueError(f"{path}: expected a synthmill dataset folder, an image folder, a COCO "
-                     "annotation .json or a reference statistics .npz")
-
-
-def _synthmill_set(root: Path, kept_only: bool) -> ImageSet:
+def open_dataset(root: Path, kept_only: bool) -> ImageSet:
+    """A synthmill image dataset: its generated (or, with ``kept_only``, kept) samples by id,
+    grouped by class and by any sampler setting that varies."""
     manifest = pd.read_parquet(root / "manifest.parquet")
     keep = manifest["status"] != "failed"
     if kept_only:
@@ -111,6 +91,18 @@ def _synthmill_set(root: Path, kept_only: bool) -> ImageSet:
                     captions=list(rows["caption"]), layouts=list(rows["layout"]), groups=groups)
 
 
+def open_path(path: Path, images: Path | None) -> ImageSet | None:
+    """A COCO annotation .json (``images``: its image folder, default: the json's folder) or a
+    folder of image files; None when ``path`` is neither."""
+    if path.suffix == ".json":
+        return _coco_set(path, images or path.parent)
+    if path.is_dir():
+        suffixes = MODALITIES.get(ImageSet.modality).suffixes
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes)
+        return ImageSet(path.name, path, files, "folder") if files else None
+    return None
+
+
 def _coco_set(annotation_file: Path, image_dir: Path) -> ImageSet:
     coco = json.loads(annotation_file.read_text())
     cats = {c["id"]: c["name"] for c in coco.get("categories", [])}
@@ -126,45 +118,10 @@ def _coco_set(annotation_file: Path, image_dir: Path) -> ImageSet:
                     groups={k: sorted(v) for k, v in sorted(groups.items())})
 
 
-@dataclass
-class Chunk:
-    """Decoded images of consecutive rows: ``images[i]`` is uint8 (3, H, W) of row ``rows[i]``."""
-
-    rows: list[int]
-    images: list[torch.Tensor]
-
-
-def read_chunks(image_set: ImageSet, chunk_size: int = 256) -> Iterator[tuple[Chunk, list[str], list[tuple[str, str]]]]:
-    """Yield (decoded chunk, content hashes of every row in it, unreadable (file, reason) pairs).
-
-    Every file is read once; a hash is reported for every row (also unreadable ones, so a later
-    repair of the file changes the set's key) and unreadable rows are left out of the chunk.
-    """
-    for start in range(0, len(image_set), chunk_size):
-        rows, images, hashes, bad = [], [], [], []
-        for i in range(start, min(start + chunk_size, len(image_set))):
-            path = image_set.files[i]
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                hashes.append(f"unreadable:{path}")
-                bad.append((str(path), f"cannot read: {exc.strerror or exc}"))
-                continue
-            hashes.append(hashlib.blake2b(data, digest_size=16).hexdigest())
-            try:
-                with Image.open(io.BytesIO(data)) as im:
-                    array = np.asarray(im.convert("RGB"))
-            except (OSError, ValueError, Image.DecompressionBombError) as exc:
-                bad.append((str(path), f"cannot decode: {exc}"))
-                continue
-            rows.append(i)
-            images.append(torch.from_numpy(array.copy()).permute(2, 0, 1))
-        yield Chunk(rows, images), hashes, bad
-
-
 def stack_resized(images: list[torch.Tensor], size: int | None) -> torch.Tensor:
     """Stack uint8 (3, H, W) images into (B, 3, S, S); resizes (bilinear, antialiased) only images
-    whose size differs, so a set of equal-size images passes through untouched."""
+    whose size differs, so a set of equal-size images passes through untouched. ``size`` None: the
+    first image's width."""
     if size is None:
         size = images[0].shape[-1]
     out = []

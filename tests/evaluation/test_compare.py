@@ -26,12 +26,21 @@ def marks(table: pd.DataFrame, column: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("metric, higher", [
     ("fid", False), ("fid_infinity", False), ("kid", False), ("memorization_rate", False),
-    ("near_duplicate_rate", False), ("unreadable_images", False), ("bias_colour_tv", False),
-    ("precision", True), ("recall", True), ("inception_score", True), ("clip_score_100", True),
-    ("clip_crop_accuracy", True), ("layout_miou", True), ("vendi_score", True),
-    ("coverage", True), ("density", True), ("some_new_metric", True)])
-def test_direction_of_each_metric(metric, higher):
+    ("near_duplicate_rate", False), ("unreadable_images", False), ("bias_kl_divergence", False),
+    ("bias_max_abs_deviation", False), ("bias_max_min_ratio", False),
+    ("bias_normalised_entropy", True), ("precision", True), ("recall", True),
+    ("inception_score", True), ("clip_score", True), ("clip_score_100", True),
+    ("clip_crop_accuracy", True), ("layout_miou", True), ("layout_iou", True),
+    ("layout_colour_accuracy", True), ("layout_box_recall_iou50", True), ("vendi", True),
+    ("mean_pairwise_distance", True), ("coverage", True), ("density", True),
+    ("some_new_metric", None)])
+def test_direction_of_each_metric_is_its_declaration(metric, higher):
     assert higher_is_better(metric) is higher
+
+
+def test_an_undeclared_figure_gets_no_marks():
+    metrics = pd.DataFrame(rows("some_new_metric", {"A": (1.0, 0.9, 1.1), "B": (2.0, 1.9, 2.1)}))
+    assert marks(comparison_table(metrics), "some_new_metric") == {"A": "", "B": ""}
 
 
 def test_lower_is_better_marks_best_and_overlapping_tie():

@@ -7,10 +7,13 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFilter
 
-from augment.config import EvalSpec, LayoutSpec
+from augment.config import ShapesLayoutSpec
+from evaluation.config import EvalSpec
 from augment.image.layouts import render_scene, sample_layout
 from evaluation import features as features_mod
-from evaluation.evaluate import COLUMNS, evaluate_dataset, reference_from_set, save_reference
+from evaluation.evaluate import evaluate_dataset
+from evaluation.figures import COLUMNS
+from evaluation.reference import reference_from_set, save_reference
 from evaluation.image.extractors import fidelity_extractor
 
 N = 80
@@ -19,7 +22,7 @@ N = 80
 def write_scenes(folder, seed, n=N, spec=None, transform=None):
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        image = Image.fromarray(render_scene(sample_layout(spec or LayoutSpec(), seed, i)))
+        image = Image.fromarray(render_scene(sample_layout(spec or ShapesLayoutSpec(), seed, i)))
         if transform:
             image = transform(image)
         image.save(folder / f"{i:04d}.png")
@@ -77,8 +80,8 @@ def test_fid_and_kid_grow_with_blur(scenes, tmp_path):
 
 
 def test_inception_score_is_lower_for_one_class(tmp_path):
-    one = write_scenes(tmp_path / "one", 3, 64, LayoutSpec(classes=["circle"], colours=["red"],
-                                                           objects_per_image=(1, 1)))
+    one = write_scenes(tmp_path / "one", 3, 64, ShapesLayoutSpec(
+        classes=["circle"], colours=["red"], objects_per_image=(1, 1)))
     many = write_scenes(tmp_path / "many", 3, 64)
     spec = spec_for(tmp_path, metrics=["is"])
     assert value(evaluate_dataset(one, spec).figures, "inception_score") < \
@@ -122,8 +125,8 @@ def test_unchanged_data_reuses_the_figures_and_a_changed_spec_recomputes(scenes,
     spec = spec_for(tmp_path)
     first = evaluate_dataset(scenes["real"], spec, scenes["ref"]).figures
     computed = []
-    real_all = evaluate_mod._all_figures
-    monkeypatch.setattr(evaluate_mod, "_all_figures",
+    real_all = evaluate_mod.run_metrics
+    monkeypatch.setattr(evaluate_mod, "run_metrics",
                         lambda *a, **k: computed.append(1) or real_all(*a, **k))
     again = evaluate_dataset(scenes["real"], spec, scenes["ref"]).figures
     assert computed == []  # from the figures cache
@@ -216,19 +219,3 @@ def test_layout_maps_handed_over_from_shapes_features_equal_a_checker_pass(tmp_p
     np.testing.assert_array_equal(handed["colour"], colour.numpy())
     other = images.flip(-1)  # batches never seen by shapes-features are computed as usual
     np.testing.assert_array_equal(checker(other, rows)["semantic"], predict(load_checker(), other)[0].numpy())
-
-
-def test_layouts_are_parsed_once_per_set_within_a_pixel_budget(monkeypatch):
-    from evaluation.image import sets as imagesets
-    from evaluation.image.sets import ImageSet
-
-    layouts = [sample_layout(LayoutSpec(), 5, i) for i in range(6)]
-    image_set = ImageSet("s", None, [None] * 6, "test", layouts=[l.to_json() for l in layouts])
-    first = image_set.layout(0)
-    assert image_set.layout(0) is first and first == layouts[0]
-    assert first.instance_map is image_set.layout(0).instance_map  # masks rendered once
-    monkeypatch.setattr(imagesets, "LAYOUT_CACHE_PIXELS", 3 * 64 * 64)  # room for three 64x64
-    for row in range(1, 6):
-        image_set.layout(row)
-    assert list(image_set._parsed) == [3, 4, 5]  # least recently used dropped
-    assert image_set.layout(1) == layouts[1]  # and parsed again when needed

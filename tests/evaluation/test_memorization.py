@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluation.memorization import (calibrate_threshold, memorization, memorization_figure,
-                                     nearest_neighbours)
+from evaluation.memorization import calibrate_threshold, memorization, memorization_figure
+from evaluation.neighbours import nearest_neighbours
 from evaluation.stats import wilson_interval
 
 

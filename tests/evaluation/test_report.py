@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from evaluation.compare import format_number
-from evaluation.plots import (attribute_distribution, class_balance, grid_samples, image_png,
-                              metric_bars, sample_grid)
-from evaluation.report import Picture, Section, write_report
+from evaluation.image.pictures import grid_samples, image_png, sample_grid
+from evaluation.plots import Picture, attribute_distribution, class_balance, metric_bars
+from evaluation.report import Section, write_report
 
 CATEGORIES = ["circle", "square"]
 SCRIPT = "<script>alert(1)</script>"

@@ -21,7 +21,6 @@ from augment.image.clip import (COLOUR_TEMPLATE, EMBEDDED_NAME, TEMPLATE, classi
                                 crop_boxes, crop_images, encode_images, encode_texts, input_size,
                                 load_clip, model_input, weights_sha256, zero_shot)
 from evaluation.image.clip_alignment import clip_score, clip_score_100
-from evaluation.image.training.clip import crop_text_table, multi_positive_clip_loss, train_shapes_clip
 
 UNSEEN_SEED = 9_876  # neither the training seed (0) nor the held-out one (1)
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import re
@@ -14,7 +13,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torch_fidelity
-from safetensors.torch import load_file
 from torch.utils.data import Dataset
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_isc import isc_features_to_metric
@@ -31,7 +29,7 @@ from augment.image.training.scenes import render_scenes, world_layout_spec
 from evaluation.image.shapes_features import (CLASS_NAMES, EMBEDDED_SHAPES_FEATURES, EXTRACTOR_NAME,
                                                    ShapesFeatureExtractor, class_index, extract,
                                                    load_shapes_features, register, weights_sha256)
-from evaluation.image.training.shapes_features import scene_targets, train_shapes_features
+from evaluation.image.training.shapes_features import scene_targets
 
 UNSEEN_SEED = 9_876  # neither the training seed (0) nor the held-out one (1)
 WORLD = world_layout_spec(64, skewed=False)

@@ -1,4 +1,4 @@
-"""Run a bias audit on a generated dataset whose attribute was left to the generator.
+"""Bias audit of an image dataset whose attribute was left to the generator.
 
 Shapes preset ("colour given shape"): every instance of the audit dataset has its colour
 unspecified; the colour the generator chose is classified either by the shapes checker (already
@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from evaluation.bias import GroupAudit, audit_attribute, bias_figures, distribution_frame
 from evaluation.config import AuditSpec, EvalSpec
-from evaluation.bias import audit_attribute, bias_figures, distribution_frame
+from evaluation.figures import Figure
+from evaluation.image.sets import open_dataset
 from evaluation.presets import PRESETS
 
 
@@ -35,24 +37,16 @@ def unspecified_instances(dataset: str | Path) -> pd.DataFrame:
 def _clip_colours(dataset: Path, instances: pd.DataFrame, eval_spec: EvalSpec,
                   values: tuple[str, ...], prompts: tuple[str, ...]) -> list[str]:
     """Zero-shot colour of each instance crop (CLIP features from the evaluation cache)."""
-    from augment.image.clip import zero_shot
-    from augment.image.clip import encode_texts
-    from evaluation.image.extractors import _clip, clip_extractor
-    from evaluation.features import compute_features
-    from evaluation.image.sets import open_image_set
+    # open_clip is imported only for audits that classify with CLIP
+    from evaluation.image.clip_alignment import zero_shot_crops
 
-    image_set = open_image_set(dataset, kept_only=False)
-    extractor = clip_extractor(eval_spec, image_set)
-    arrays = compute_features(image_set, [extractor], eval_spec.cache_dir).arrays[extractor.name]
-    model, _, tokenizer = _clip(eval_spec.clip_model, eval_spec.clip_checkpoint, eval_spec.device)
-    probs = zero_shot(arrays["crops"], encode_texts(model, tokenizer, list(prompts)),
-                      float(model.logit_scale.exp()))
-    predicted = {(int(r), int(i)): values[p] for r, i, p in
-                 zip(arrays["crop_row"], arrays["crop_instance"], probs.argmax(1))}
-    return [predicted.get((r, i)) for r, i in zip(instances["row"], instances["instance"])]
+    predicted = zero_shot_crops(open_dataset(dataset, kept_only=False), eval_spec, list(prompts))
+    return [values[predicted[(r, i)]] if (r, i) in predicted else None
+            for r, i in zip(instances["row"], instances["instance"])]
 
 
-def run_audit(dataset: str | Path, spec: AuditSpec, eval_spec: EvalSpec):
+def run_audit(dataset: str | Path, spec: AuditSpec,
+              eval_spec: EvalSpec) -> tuple[list[Figure], pd.DataFrame, list[GroupAudit]]:
     """(figures, distribution DataFrame, audits) of the preset's attribute within each group."""
     preset = PRESETS[spec.preset]
     attribute = preset.attributes[0]
@@ -71,14 +65,3 @@ def run_audit(dataset: str | Path, spec: AuditSpec, eval_spec: EvalSpec):
     for f in figures:
         f.details += f"; classified by {spec.method}"
     return figures, distribution_frame(audits), audits
-
-
-def audit_summary(audits) -> str:
-    """One line per group: flagged or not, and the most over-represented value."""
-    lines = []
-    for a in audits:
-        state = "SKEWED" if a.flagged else "no skew found"
-        lines.append(f"{a.group}: {state} (n={a.n}; most frequent {a.attribute} "
-                     f"{a.top_value} at {a.top_share:.0%}, p={a.p_value:.3g})")
-    return "\n".join(lines)
-
