@@ -24,8 +24,8 @@ import torch
 from augment.core.backends import load_backend
 from augment.image.backends.controlnet_seg import control_images
 from augment.image.backends.gligen import grounding
-from augment.config.image import (ImageJob, ImageSamplerSpec, ShapesLayoutSpec, VerifySpec,
-                                  backend_settings)
+from augment.config.base import backend_settings
+from augment.config.image import ImageJob, ImageSamplerSpec, ShapesLayoutSpec, VerifySpec
 from augment.core.shards import generate_dataset
 from augment.core.seeds import sample_seeds
 from augment.image.layouts import sample_layout

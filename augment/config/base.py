@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator, field_validator
+from pydantic_core import PydanticCustomError
 
+from augment.core.registry import BACKENDS
 from augment.core.schedulers import SCHEDULERS
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -68,6 +70,30 @@ class BackendSpec(Strict):
         if not re.fullmatch(r"cpu|auto|cuda(:\d+)?|mps", value):
             raise ValueError("must be 'cpu', 'auto', 'cuda', 'cuda:N' or 'mps'")
         return value
+
+
+def backend_settings(backend: str, **fields) -> BackendSpec:
+    """The settings model of ``backend`` (any registered one) filled with ``fields``."""
+    return BACKENDS.get(backend).spec_model().model_validate({**fields, "backend": backend})
+
+
+def backend_spec(modality: str, default: str):
+    """A ``WrapValidator`` that validates a ``model:`` mapping with the settings model of the
+    backend it names (``default`` when it names none), one of ``modality``'s backends."""
+
+    def validate(value: Any, handler, info) -> BackendSpec:
+        if isinstance(value, BackendSpec):
+            return value
+        if not isinstance(value, dict):
+            raise PydanticCustomError("backend_spec", "expected a mapping of backend settings")
+        name = value.get("backend", default)
+        allowed = BACKENDS.names(modality=modality)
+        if name not in allowed:
+            raise PydanticCustomError("backend", "unknown backend {name}; allowed: {allowed}",
+                                      {"name": repr(name), "allowed": allowed})
+        return BACKENDS.get(name).spec_model().model_validate({**value, "backend": name})
+
+    return WrapValidator(validate)
 
 
 class SamplerSpec(Strict):

@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SerializeAsAny, WrapValidator, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from augment.config.base import BackendSpec, Fraction, JobBase, SamplerSpec, Strict, known
+from augment.config.base import (BackendSpec, Fraction, JobBase, SamplerSpec, Strict, backend_spec,
+                                 known)
 from augment.core.registry import BACKENDS
 from augment.image.palettes import ADE20K
 from augment.image.world import BACKGROUNDS, CLASSES, COLOURS
@@ -95,30 +96,6 @@ class InpaintPasteSpec(StableDiffusionSpec):
     """``inpaint-paste``: a background, then each object inpainted in its own mask."""
 
     backend: Literal["inpaint-paste"] = "inpaint-paste"
-
-
-def backend_settings(backend: str, **fields) -> BackendSpec:
-    """The settings model of ``backend`` (any registered one) filled with ``fields``."""
-    return BACKENDS.get(backend).spec_model().model_validate({**fields, "backend": backend})
-
-
-def backend_spec(modality: str, default: str):
-    """A ``WrapValidator`` that validates a ``model:`` mapping with the settings model of the
-    backend it names (``default`` when it names none), one of ``modality``'s backends."""
-
-    def validate(value: Any, handler, info) -> BackendSpec:
-        if isinstance(value, BackendSpec):
-            return value
-        if not isinstance(value, dict):
-            raise PydanticCustomError("backend_spec", "expected a mapping of backend settings")
-        name = value.get("backend", default)
-        allowed = BACKENDS.names(modality=modality)
-        if name not in allowed:
-            raise PydanticCustomError("backend", "unknown backend {name}; allowed: {allowed}",
-                                      {"name": repr(name), "allowed": allowed})
-        return BACKENDS.get(name).spec_model().model_validate({**value, "backend": name})
-
-    return WrapValidator(validate)
 
 
 class ImageSamplerSpec(SamplerSpec):

@@ -168,3 +168,21 @@ EXPORTERS.add(Exporter("coco", "image", labels=("masks", "boxes"),
                        writer="augment.image.writers.coco:write_coco"))
 EXPORTERS.add(Exporter("yolo", "image", labels=("masks", "boxes"),
                        writer="augment.image.writers.yolo:write_yolo"))
+MODALITIES.add(Modality("audio", job="augment.config.audio:AudioJob",
+                        hooks="augment.audio.generation:AUDIO"))
+BACKENDS.add(Backend("tones-tiny", "audio", spec="augment.config.audio:TonesTinySpec",
+                     loader="augment.audio.backends.tones_tiny:load", labels="events",
+                     conditions=("soundscape",), verify="classifier"))
+BACKENDS.add(Backend("tones-world", "audio", spec="augment.config.audio:TonesWorldSpec",
+                     loader="augment.audio.backends.tones_world:load", labels="events",
+                     conditions=("soundscape",), verify="classifier"))
+BACKENDS.add(Backend("audioldm2", "audio", spec="augment.config.audio:AudioLDM2Spec",
+                     loader="augment.audio.backends.audioldm2:load", labels="events",
+                     conditions=("soundscape",), verify="clap"))
+BACKENDS.add(Backend("stable-audio", "audio", spec="augment.config.audio:StableAudioSpec",
+                     loader="augment.audio.backends.stable_audio:load", labels="events",
+                     conditions=("soundscape",), verify="clap"))
+EXPORTERS.add(Exporter("dcase", "audio", labels=("events",),
+                       writer="augment.audio.writers.dcase:write_events_tsv"))
+EXPORTERS.add(Exporter("jams", "audio", labels=("events",),
+                       writer="augment.audio.writers.jams:write_jams"))

@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from augment.config.image import (ImageJob, ImageSamplerSpec, ShapesLayoutSpec, VerifySpec,
-                                  backend_settings)
+from augment.config.base import backend_settings
+from augment.config.image import ImageJob, ImageSamplerSpec, ShapesLayoutSpec, VerifySpec
 from augment.core.shards import generate_dataset
 from augment.testing.tiny_sd import save_sd_folder
 from benchmarks.backends import PALETTE, bare_loop
