@@ -91,7 +91,7 @@ def comparison_table(metrics: pd.DataFrame, directions: Mapping[str, bool] | Non
 
     ``metrics``: several metrics.csv tables concatenated (``evaluation.figures.COLUMNS``).
     ``directions`` overrides ``higher_is_better`` per metric. ``runs``: one row per dataset with a ``dataset``
-    column and descriptor columns (generator, scheduler, steps, images_per_second, ...; see
+    column and descriptor columns (generator, scheduler, steps, samples_per_second, ...; see
     ``runs_table``), placed before the metric columns. ``groups`` picks which groups become columns
     (``"all"`` = overall figures, named by the metric alone; others ``"metric [group]"``).
     The index is the dataset name; a cell is None where a run lacks that figure.
@@ -120,7 +120,7 @@ def comparison_table(metrics: pd.DataFrame, directions: Mapping[str, bool] | Non
 
 
 def throughput(dataset_dir: str | Path) -> float:
-    """Generation throughput in images/s: manifest samples / sum of per-sample seconds.
+    """Generation throughput in samples/s: manifest samples / sum of per-sample seconds.
 
     Counts every generated sample (dropped and failed ones took time too); NaN when no time
     was recorded.
@@ -131,7 +131,7 @@ def throughput(dataset_dir: str | Path) -> float:
 
 
 def run_descriptors(dataset_dir: str | Path) -> dict:
-    """What distinguishes one generation run: backend, model, sampler settings, counts, images/s.
+    """What distinguishes one generation run: backend, model, sampler settings, counts, samples/s.
 
     Read from the dataset folder (manifest.parquet, dataset.json); a setting that varies inside
     the run lists its distinct values.
@@ -147,7 +147,7 @@ def run_descriptors(dataset_dir: str | Path) -> dict:
     counts = json.loads(info_path.read_text()).get("counts", {}) if info_path.exists() else {}
     out["samples"] = len(manifest)
     out["kept"] = counts.get("kept", int(manifest["kept"].sum()))
-    out["images_per_second"] = round(throughput(root), 3)
+    out["samples_per_second"] = round(throughput(root), 3)
     return out
 
 

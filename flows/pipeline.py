@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import flow
 
 from augment.core.shards import dataset_dir
+from evaluation.registry import MODALITIES as EVALUATED
 from flows.config import RunConfig
 from flows.evaluate import audit_task, evaluate_task, publish, report_task
 from flows.generate import generate_dataset_flow
@@ -24,6 +25,9 @@ def pipeline(config: RunConfig, report_dir: str, run_info: dict) -> dict:
         return result
     parts, datasets = [], []
     for job in config.named("compare"):
+        if job.modality not in EVALUATED:
+            print(f"{job.name}: no evaluation of {job.modality} datasets yet; generated only")
+            continue
         references = config.named("reference", job.modality)
         reference = config.evaluate.reference or (
             str(dataset_dir(references[0], config.out)) if references else None)

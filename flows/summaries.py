@@ -11,7 +11,7 @@ def generation_markdown(name: str, summary: dict) -> str:
              f"{counts['dropped']}, failed {counts['failed']})"]
     if summary.get("wall_seconds"):
         lines.append(f"- time: {summary['wall_seconds']:.1f} s "
-                     f"({summary['images_per_second']:.2f} images/s)")
+                     f"({summary['samples_per_second']:.2f} samples/s)")
     lines += ["", "| class | instances (kept samples) |", "|---|---|"]
     lines += [f"| {c} | {n} |" for c, n in counts["instances_per_class"].items()]
     return "\n".join(lines)

@@ -44,7 +44,8 @@ class Event:
 
     @property
     def offset(self) -> float:
-        return self.onset + self.duration
+        """Onset + duration, on the sample grid (whose times have at most 7 decimals)."""
+        return round(self.onset + self.duration, 7)
 
     @property
     def category_id(self) -> int:

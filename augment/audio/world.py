@@ -73,7 +73,7 @@ def _normalised(x: np.ndarray, dbfs: float = RMS_DBFS) -> np.ndarray:
     return (x * (db_to_gain(dbfs) / level) if level > 0 else x).astype(np.float32)
 
 
-def _ramps(n: int, sample_rate: int) -> np.ndarray:
+def ramps(n: int, sample_rate: int) -> np.ndarray:
     """(n,) envelope: raised-cosine attack and release of 10 ms (shorter for very short events)."""
     r = min(int(round(_RAMP_SECONDS * sample_rate)), n // 2)
     env = np.ones(n)
@@ -137,7 +137,7 @@ def render_event(label: str, frequency: float, duration: float, seed: int,
     else:  # am_tone
         rate = rng.uniform(6.0, 12.0)
         x = np.sin(2 * np.pi * frequency * t) * (1 - 0.9 * 0.5 * (1 + np.cos(2 * np.pi * rate * t)))
-    return _normalised(x * _ramps(n, sample_rate))
+    return _normalised(x * ramps(n, sample_rate))
 
 
 def _click_train(n: int, frequency: float, rng: np.random.Generator, sample_rate: int) -> np.ndarray:

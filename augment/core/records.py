@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, SerializeAsAny
 
 from augment.config.base import BackendSpec, SamplerSpec
-from augment.core.backends import load_backend, render_guarded
+from augment.core.backends import load_backend
 from augment.core.registry import BACKENDS, MODALITIES
 
 SAMPLER_COLUMNS = ("scheduler", "steps", "guidance", "eta", "noise_temperature")
@@ -104,7 +104,7 @@ def _plain(value: Any) -> Any:
 
 def replay(record: SampleRecord | Mapping[str, Any], device: str | None = None) -> np.ndarray:
     """Regenerate one sample from its manifest row alone, as the dataset stores it (images: uint8
-    (H, W, 3)). On the same hardware and dtype it equals the stored sample.
+    (H, W, 3); audio: int16 (N,)). On the same hardware and dtype it equals the stored sample.
 
     The backend is loaded from the row's settings (``device`` overrides where it runs) and must have
     the weights the row names: other weights raise ``ValueError`` instead of making another sample.
@@ -119,5 +119,5 @@ def replay(record: SampleRecord | Mapping[str, Any], device: str | None = None) 
                          f"{backend.model_id} has weights {backend.weights}: it cannot be replayed")
     hooks = MODALITIES.get(record.modality).load_hooks()
     condition = hooks.condition_from_json(record.condition)
-    outputs, _ = render_guarded(backend, [condition], record.sampler, [record.noise_seed])
-    return hooks.to_stored(outputs)[0]
+    stored, _, _ = hooks.produce(record, backend, None, [condition], [record.noise_seed])
+    return stored[0]

@@ -185,4 +185,4 @@ BACKENDS.add(Backend("stable-audio", "audio", spec="augment.config.audio:StableA
 EXPORTERS.add(Exporter("dcase", "audio", labels=("events",),
                        writer="augment.audio.writers.dcase:write_events_tsv"))
 EXPORTERS.add(Exporter("jams", "audio", labels=("events",),
-                       writer="augment.audio.writers.jams:write_jams"))
+                       writer="augment.audio.writers.jams_writer:write_jams"))

@@ -17,3 +17,10 @@ def split_of(seed: int, sample_id: int, val_fraction: float) -> str:
     """Deterministic train/val assignment of one sample, independent of shard size."""
     u = np.random.default_rng(np.random.SeedSequence([seed, sample_id, 1])).random()
     return "val" if u < val_fraction else "train"
+
+
+def child_seed(seed: int, k: int) -> int:
+    """The ``k``-th (k >= 1) 63-bit seed derived from ``seed``: the noise of a sample's parts
+    (an inpainting stage, an event clip), each reproducible alone."""
+    state = np.random.SeedSequence([seed, k]).generate_state(1, np.uint64)[0]
+    return int(state >> np.uint64(1))

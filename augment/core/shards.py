@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from augment import __version__
 from augment.config.base import JobBase, SamplerSpec
-from augment.core.backends import load_backend, render_guarded
+from augment.core.backends import load_backend
 from augment.core.io import (FolderLock, atomic_write_bytes, atomic_write_json,
                              remove_stale_temp_files, sha256_text)
 from augment.core.records import SampleRecord
@@ -66,11 +66,14 @@ class ModalityHooks(Protocol):
     def condition_from_json(self, text: str):
         """The condition a manifest row's ``layout`` column holds."""
 
-    def to_stored(self, outputs: np.ndarray) -> np.ndarray:
-        """A backend's float outputs in [0, 1] -> what the dataset stores (e.g. uint8 images)."""
+    def verifier(self, job) -> Callable | None:
+        """The job's verification (its inputs are the modality's business), or None for none."""
 
-    def verifier(self, job) -> Callable[[np.ndarray, list], list] | None:
-        """``(stored outputs, conditions) -> per-sample scores`` of the job's verification."""
+    def produce(self, job, backend, verifier, conditions: list, seeds: list[int]
+                ) -> tuple[np.ndarray, list[str], list]:
+        """Render and verify a batch: (stored samples, e.g. uint8 images; status per sample, "ok",
+        "retried_fp32" or "failed"; verification scores per sample, None without a verifier).
+        Built on ``augment.core.backends.render_guarded``."""
 
     def write_files(self, job, root: Path, stem: str, condition, stored) -> dict[str, str]:
         """Write one sample's files atomically; returns role -> path relative to ``root``."""
@@ -169,9 +172,7 @@ def generate_shard(job: JobBase, root: str | Path, shard: int,
         t0 = time.perf_counter()
         conditions = [hooks.condition(job, i) for i in batch_ids]
         noise_seeds = [sample_seeds(job.seed, i)[1] for i in batch_ids]
-        outputs, status = render_guarded(backend, conditions, job.sampler, noise_seeds)
-        stored = hooks.to_stored(outputs)
-        scores = verifier(stored, conditions) if verifier else [None] * len(conditions)
+        stored, status, scores = hooks.produce(job, backend, verifier, conditions, noise_seeds)
         per_sample = (time.perf_counter() - t0) / len(batch_ids)
         for i, sid in enumerate(batch_ids):
             files = hooks.write_files(job, root, sample_stem(job, sid), conditions[i], stored[i])
@@ -250,7 +251,7 @@ def summarize(manifest: pd.DataFrame, seconds: float | None = None) -> dict:
     gen_seconds = float(manifest["seconds"].sum())
     return {"counts": counts, "generation_seconds": round(gen_seconds, 2),
             "wall_seconds": round(seconds, 2) if seconds else None,
-            "images_per_second": round(len(manifest) / seconds, 3) if seconds else None}
+            "samples_per_second": round(len(manifest) / seconds, 3) if seconds else None}
 
 
 def generate_dataset(job: JobBase, out: str | Path,

@@ -17,7 +17,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
-SPLITS = ("train", "val")
+from augment.core.manifest import exported_rows as manifest_rows
+
 MANIFEST_COLUMNS = ("id", "image", "semantic_mask", "instance_mask", "split", "caption",
                     "instances", "kept", "status")
 
@@ -28,27 +29,8 @@ class SampleReadError(OSError):
 
 def exported_rows(manifest: pd.DataFrame, split: str | None = None,
                   kept_only: bool = True) -> list[dict]:
-    """Manifest rows to read or export, sorted by id, as plain dicts.
-
-    Failed samples (``status == "failed"``: non-finite output even in fp32) have no pixels and are
-    never returned (``retried_fp32`` samples are fine);
-    ``kept_only`` also drops samples the verification step rejected.
-    """
-    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
-    if missing:
-        raise ValueError(f"manifest lacks columns {missing}; expected {list(MANIFEST_COLUMNS)}")
-    if split not in (None, *SPLITS):
-        raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
-    keep = manifest["status"] != "failed"
-    if kept_only:
-        keep &= manifest["kept"].astype(bool)
-    if split is not None:
-        keep &= manifest["split"] == split
-    unknown = manifest.loc[keep & ~manifest["split"].isin(SPLITS), "id"]
-    if len(unknown):
-        raise ValueError(f"samples {unknown.tolist()[:5]} have a split other than {SPLITS}")
-    rows = manifest.loc[keep, list(MANIFEST_COLUMNS)].sort_values("id")
-    return rows.to_dict("records")
+    """The image manifest's rows to read or export (``augment.core.manifest.exported_rows``)."""
+    return manifest_rows(manifest, MANIFEST_COLUMNS, split, kept_only)
 
 
 def check_categories(instances: list[dict], categories: list[str], image_id: int) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from augment.config.image import ImageJob, ImageSamplerSpec
+from augment.core.backends import render_guarded
 from augment.core.io import atomic_save_png
 from augment.image.layout_types import Layout
 from augment.image.layouts import layout_categories, sample_layout
@@ -27,12 +28,14 @@ class ImageHooks:
     def condition_from_json(self, text: str) -> Layout:
         return Layout.from_json(text)
 
-    def to_stored(self, outputs: np.ndarray) -> np.ndarray:
-        """float (B, H, W, 3) in [0, 1] -> uint8 (B, H, W, 3)."""
-        return np.clip(np.rint(outputs * 255), 0, 255).astype(np.uint8)
-
     def verifier(self, job: ImageJob):
         return load_verifier(job)
+
+    def produce(self, job, backend, verifier, layouts: list[Layout], seeds: list[int]):
+        """Images rendered with the NaN guard, as uint8 (B, H, W, 3), and their verification."""
+        outputs, status = render_guarded(backend, layouts, job.sampler, seeds)
+        images = np.clip(np.rint(outputs * 255), 0, 255).astype(np.uint8)
+        return images, status, verifier(images, layouts) if verifier else [None] * len(layouts)
 
     def write_files(self, job: ImageJob, root: Path, stem: str, layout: Layout,
                     image: np.ndarray) -> dict[str, str]:

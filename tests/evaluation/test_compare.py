@@ -90,9 +90,9 @@ def test_directions_override_and_per_group_columns():
 def test_runs_descriptors_come_first_and_cells_print_value_interval_n():
     metrics = pd.DataFrame(rows("fid", {"A": (10, 9, 11), "B": (10.5, 9.5, 11.5)}, n=64))
     runs = pd.DataFrame({"dataset": ["B", "A"], "scheduler": ["ddim", "dpmsolver++"],
-                         "images_per_second": [2.0, 1.0]})
+                         "samples_per_second": [2.0, 1.0]})
     table = comparison_table(metrics, runs=runs)
-    assert list(table.columns) == ["scheduler", "images_per_second", "fid"]
+    assert list(table.columns) == ["scheduler", "samples_per_second", "fid"]
     assert table.loc["A", "scheduler"] == "dpmsolver++"
     assert str(table.loc["A", "fid"]) == "10 [9, 11] N=64 (best)"
     assert str(table.loc["B", "fid"]) == "10.5 [9.5, 11.5] N=64 (tie)"
@@ -111,7 +111,7 @@ def test_throughput_is_samples_over_summed_seconds(tmp_path):
     assert throughput(tmp_path) == pytest.approx(0.75)
     info = run_descriptors(tmp_path)
     assert info["samples"] == 3 and info["kept"] == 2 and info["scheduler"] == "ddim"
-    assert info["images_per_second"] == 0.75
+    assert info["samples_per_second"] == 0.75
 
 
 def test_throughput_without_timings_is_nan(tmp_path):

@@ -13,6 +13,7 @@ from diffusers import StableDiffusionInpaintPipeline
 from PIL import Image
 
 from augment.config.image import ImageSamplerSpec, InpaintPasteSpec
+from augment.core.seeds import child_seed
 from augment.image.backends.stable_diffusion import (SDBackend, batch_size_hw, common_kwargs,
                                                      decode_guarded, load_sd_backend)
 from augment.image.layout_types import Layout
@@ -21,10 +22,7 @@ from augment.image.prompts import background_prompt, instance_prompt
 
 def stage_seed(seed: int, stage: int) -> int:
     """The noise seed of inpainting stage ``stage`` (0 = background) of a sample."""
-    if stage == 0:
-        return seed
-    state = np.random.SeedSequence([seed, stage]).generate_state(1, np.uint64)[0]
-    return int(state >> np.uint64(1))
+    return seed if stage == 0 else child_seed(seed, stage)
 
 
 def inpaint(pipe, images: np.ndarray, masks: np.ndarray, prompts: list[str],

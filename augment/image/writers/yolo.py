@@ -41,9 +41,10 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from augment.image.dataset import (SPLITS, check_categories, exported_rows, image_size, mask_xyxy,
-                             read_label_map, visible_instances)
 from augment.core.io import atomic_write_text
+from augment.core.manifest import SPLITS
+from augment.image.dataset import (check_categories, exported_rows, image_size, mask_xyxy,
+                                   read_label_map, visible_instances)
 
 log = logging.getLogger(__name__)
 
