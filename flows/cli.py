@@ -86,24 +86,26 @@ def run(config: Path = ConfigArg, out: Optional[Path] = OutOption,
 @app.command()
 def replay(dataset: Path = typer.Argument(..., help="A synthmill dataset folder."),
            sample_id: int = typer.Argument(..., help="The sample's id (manifest column id)."),
-           out: Path = typer.Option(..., "--out", help="Where to write the regenerated sample."),
+           out: Path = typer.Option(..., "--out", help="File for the sample (.png for images, "
+                                                         ".wav for audio)."),
            device: Optional[str] = typer.Option(None, help="Run on another device (cpu, cuda).")
            ) -> None:
-    """Regenerate one sample from its manifest row alone (same weights required)."""
+    """Regenerate one sample from its manifest row alone (same weights required).
+
+    Example: synthmill replay datasets/demo-shapes 12 --out sample12.png
+    """
     import pandas as pd
 
-    from augment.core.records import replay as replay_sample
-    from augment.core.io import atomic_save_png
+    from augment.core.records import replay_file
 
     def one():
         manifest = pd.read_parquet(dataset / "manifest.parquet")
         rows = manifest[manifest["id"] == sample_id]
         if rows.empty:
             raise ValueError(f"{dataset}: no sample with id {sample_id}")
-        return replay_sample(rows.iloc[0].to_dict(), device=device)
+        return replay_file(rows.iloc[0].to_dict(), out, device=device)
 
-    atomic_save_png(out, guarded(one))
-    typer.echo(f"wrote {out}")
+    typer.echo(f"wrote {guarded(one)}")
 
 
 def run_id(prefix: str) -> str:

@@ -74,12 +74,16 @@ class AudioHooks:
                             for j, i in enumerate(rows)])
         return to_pcm16(np.stack(waves)), status, records
 
+    def encode(self, audio: np.ndarray, scape: Soundscape) -> tuple[bytes, str]:
+        """int16 (N,) -> a 16-bit PCM WAV file."""
+        wav = io.BytesIO()
+        sf.write(wav, audio, scape.sample_rate, subtype="PCM_16", format="WAV")
+        return wav.getvalue(), ".wav"
+
     def write_files(self, job: AudioJob, root: Path, stem: str, scape: Soundscape,
                     audio: np.ndarray) -> dict[str, str]:
         paths = {"audio": f"audio/{stem}.wav", "frames": f"annotations/frames/{stem}.npy"}
-        wav = io.BytesIO()
-        sf.write(wav, audio, scape.sample_rate, subtype="PCM_16", format="WAV")
-        atomic_write_bytes(root / paths["audio"], wav.getvalue())
+        atomic_write_bytes(root / paths["audio"], self.encode(audio, scape)[0])
         frames = io.BytesIO()
         np.save(frames, scape.frame_activity(job.soundscape.frame_hop, CLASSES),
                 allow_pickle=False)

@@ -44,11 +44,16 @@ def atomic_write_json(path: str | Path, obj) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def atomic_save_png(path: str | Path, array: np.ndarray) -> Path:
-    """Save a uint8 (H, W) or (H, W, 3) array, or a uint16 (H, W) array, as PNG atomically."""
+def png_bytes(array: np.ndarray) -> bytes:
+    """A uint8 (H, W) or (H, W, 3) array, or a uint16 (H, W) array, as PNG."""
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
-    return atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def atomic_save_png(path: str | Path, array: np.ndarray) -> Path:
+    """Save an array as PNG (see ``png_bytes``) atomically."""
+    return atomic_write_bytes(path, png_bytes(array))
 
 
 def remove_stale_temp_files(folder: str | Path) -> int:

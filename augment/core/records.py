@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, SerializeAsAny
 
 from augment.config.base import BackendSpec, SamplerSpec
 from augment.core.backends import load_backend
+from augment.core.io import atomic_write_bytes
 from augment.core.registry import BACKENDS, MODALITIES
 
 SAMPLER_COLUMNS = ("scheduler", "steps", "guidance", "eta", "noise_temperature")
@@ -100,6 +102,20 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
+
+
+def replay_file(record: SampleRecord | Mapping[str, Any], path: str | Path,
+                device: str | None = None) -> Path:
+    """``replay`` the sample and write it as its dataset stores it (PNG, WAV, ...) to ``path``,
+    whose suffix must be that format's."""
+    if not isinstance(record, SampleRecord):
+        record = SampleRecord.from_row(record)
+    hooks = MODALITIES.get(record.modality).load_hooks()
+    data, suffix = hooks.encode(replay(record, device), hooks.condition_from_json(record.condition))
+    if Path(path).suffix.lower() != suffix:
+        raise ValueError(f"{path}: a {record.modality} sample is written as {suffix}; "
+                         f"name the file ...{suffix}")
+    return atomic_write_bytes(path, data)
 
 
 def replay(record: SampleRecord | Mapping[str, Any], device: str | None = None) -> np.ndarray:

@@ -75,6 +75,9 @@ class ModalityHooks(Protocol):
         "retried_fp32" or "failed"; verification scores per sample, None without a verifier).
         Built on ``augment.core.backends.render_guarded``."""
 
+    def encode(self, stored, condition) -> tuple[bytes, str]:
+        """One stored sample as the bytes of its main file, and that file's suffix (".png")."""
+
     def write_files(self, job, root: Path, stem: str, condition, stored) -> dict[str, str]:
         """Write one sample's files atomically; returns role -> path relative to ``root``."""
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from augment.config.image import ImageJob, ImageSamplerSpec
 from augment.core.backends import render_guarded
-from augment.core.io import atomic_save_png
+from augment.core.io import atomic_save_png, atomic_write_bytes, png_bytes
 from augment.image.layout_types import Layout
 from augment.image.layouts import layout_categories, sample_layout
 from augment.image.verify import instance_records, is_kept, load_verifier
@@ -37,11 +37,14 @@ class ImageHooks:
         images = np.clip(np.rint(outputs * 255), 0, 255).astype(np.uint8)
         return images, status, verifier(images, layouts) if verifier else [None] * len(layouts)
 
+    def encode(self, image: np.ndarray, layout: Layout) -> tuple[bytes, str]:
+        return png_bytes(image), ".png"
+
     def write_files(self, job: ImageJob, root: Path, stem: str, layout: Layout,
                     image: np.ndarray) -> dict[str, str]:
         paths = {"image": f"images/{stem}.png", "semantic_mask": f"masks/semantic/{stem}.png",
                  "instance_mask": f"masks/instance/{stem}.png"}
-        atomic_save_png(root / paths["image"], image)
+        atomic_write_bytes(root / paths["image"], self.encode(image, layout)[0])
         atomic_save_png(root / paths["semantic_mask"], layout.semantic_map)
         atomic_save_png(root / paths["instance_mask"], layout.instance_map)
         return paths

@@ -45,3 +45,27 @@ def test_set_overrides_are_validated_like_the_file():
         apply_overrides(config, ["jobs.0.sampler.stepz=7"], "x")
     with pytest.raises(ConfigError, match="key=value"):
         apply_overrides(config, ["nonsense"], "x")
+
+
+@pytest.mark.parametrize("job, suffix", [
+    ({"modality": "image", "model": {"backend": "shapes-world"}, "verify": {"enabled": False}},
+     ".png"),
+    ({"modality": "audio", "model": {"backend": "tones-world"}, "verify": {"enabled": False},
+     "soundscape": {"duration": 2.0}}, ".wav"),
+])
+def test_replay_writes_the_sample_as_the_dataset_stores_it(tmp_path, job, suffix):
+    from pydantic import TypeAdapter
+
+    from augment.core.shards import generate_dataset
+    from flows.config import Job
+
+    job = TypeAdapter(Job).validate_python({"name": "x", "num_samples": 3, "shard_size": 3, **job})
+    root, _ = generate_dataset(job, tmp_path)
+    stored = next(p for p in root.rglob(f"000001{suffix}") if "masks" not in p.parts)
+    result = runner.invoke(app, ["replay", str(root), "1", "--out", str(tmp_path / f"r{suffix}")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / f"r{suffix}").read_bytes() == stored.read_bytes()
+    wrong = runner.invoke(app, ["replay", str(root), "1", "--out", str(tmp_path / "r.txt")])
+    assert wrong.exit_code == 2 and f"written as {suffix}" in wrong.output
+    missing = runner.invoke(app, ["replay", str(root), "99", "--out", str(tmp_path / f"r{suffix}")])
+    assert missing.exit_code == 2 and "no sample with id 99" in missing.output
