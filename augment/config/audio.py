@@ -8,7 +8,7 @@ by the verifier, then mixed; the labels (onset, offset, class) are exact by cons
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
@@ -55,6 +55,7 @@ class StableAudioSpec(TextToAudioSpec):
     """``stable-audio``: ``StableAudioPipeline`` (Evans et al. 2024)."""
 
     backend: Literal["stable-audio"] = "stable-audio"
+    schedulers: ClassVar[tuple[str, ...]] = ("dpmsolver++",)  # its own DPM-Solver++ only
 
 
 class AudioSamplerSpec(SamplerSpec):

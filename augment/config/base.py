@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, WrapValidator, field_validator,
+                      model_validator)
 from pydantic_core import PydanticCustomError
 
 from augment.core.registry import BACKENDS
@@ -56,7 +57,10 @@ def known(kind: str, values: list[str], allowed: tuple[str, ...]) -> list[str]:
 class BackendSpec(Strict):
     """What every generator backend's settings (the job's ``model:`` section) hold; each backend
     extends it with its own fields (``augment.core.registry.BACKENDS`` names the model per backend).
+    A backend that runs only some schedulers lists them in the class variable ``schedulers``.
     """
+
+    schedulers: ClassVar[tuple[str, ...] | None] = None
 
     backend: str
     path: str | None = Field(
@@ -126,6 +130,15 @@ class JobBase(Strict):
     def num_shards(self) -> int:
         return -(-self.num_samples // self.shard_size)
 
+    @model_validator(mode="after")
+    def _scheduler_supported(self) -> "JobBase":
+        model, sampler = getattr(self, "model", None), getattr(self, "sampler", None)
+        allowed = getattr(type(model), "schedulers", None)
+        if allowed is not None and sampler is not None and sampler.scheduler not in allowed:
+            raise ValueError(f"sampler.scheduler: backend {model.backend!r} samples only with "
+                             f"{list(allowed)}, not {sampler.scheduler!r}")
+        return self
+
 
 def deep_merge(base: dict, update: dict) -> dict:
     """``base`` with ``update`` merged in; nested mappings merge key by key, other values replace."""
@@ -137,14 +150,17 @@ def deep_merge(base: dict, update: dict) -> dict:
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:
-    """One line per problem: ``source: field.path: message``."""
+    """One line per problem: ``source: field.path: message`` (a check across fields names its
+    fields in the message, which then follows ``source`` directly)."""
     lines = []
     for item in error.errors():
-        field = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        field = ".".join(str(p) for p in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key (check the spelling; extra keys are not allowed)"
-        lines.append(f"{source}: {field}: {message}")
+        if not field and not re.match(r"^[\w.]+: ", message):
+            field = "(top level)"
+        lines.append(f"{source}: {field}: {message}" if field else f"{source}: {message}")
     return "\n".join(lines)
 
 

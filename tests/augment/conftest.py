@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from augment.config.image import ShapesLayoutSpec
 from augment.core.io import atomic_save_png, atomic_write_json
@@ -88,6 +89,15 @@ class FakeDataset:
     layouts: dict[int, Layout]
     exported_ids: list[int]  # kept and ok, in id order
     special: dict[str, int]  # id of each special layout
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models are all per-op overhead: one thread is faster than two fighting for cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -11,9 +11,7 @@ GPU. Weights load from safetensors only; the safety checker is not loaded.
 
 from __future__ import annotations
 
-import logging
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -26,11 +24,9 @@ from diffusers.utils.torch_utils import randn_tensor
 from augment.config.image import ImageSamplerSpec, StableDiffusionSpec
 from augment.core.devices import resolve_device, resolve_dtype
 from augment.core.io import sha256_text
-from augment.core.schedulers import make_scheduler
+from augment.core.pipeline_backend import PipelineBackend
 from augment.core.weights import resolve_model_path, weights_hash
 from augment.image.layout_types import Layout
-
-log = logging.getLogger(__name__)
 
 COMPONENTS = ("unet", "vae", "text_encoder")
 
@@ -38,51 +34,33 @@ Renderer = Callable[[object, list[Layout], ImageSamplerSpec, list[int], StableDi
                     np.ndarray]
 
 
-@dataclass
-class SDBackend:
-    """A loaded SD-family pipeline, its renderer and prompt, and how to rebuild it in float32 for
-    the NaN retry."""
+@dataclass(kw_only=True)
+class SDBackend(PipelineBackend):
+    """A loaded SD-family pipeline, its renderer and prompt, and how to rebuild it."""
 
     spec: StableDiffusionSpec
     pipeline_class: type
     renderer: Renderer
     prompter: Callable[[Layout, ImageSamplerSpec], str]
-    pipe: object
     folder: Path
     controlnet_folder: Path | None
-    model_id: str
-    weights: str
-    device: torch.device
-    dtype: torch.dtype
-    _scheduler: object = field(default=None, repr=False)
-    _fp32: object = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def __post_init__(self):
-        self._scheduler = self.pipe.scheduler  # the model's own noise schedule
 
     def render(self, layouts: list[Layout], sampler: ImageSamplerSpec, seeds: list[int],
                force_fp32: bool = False) -> np.ndarray:
         """Images (B, H, W, 3) float32 in [0, 1] for ``layouts``; NaN rows for failed samples."""
         # One render at a time: the scheduler and GLIGEN's fuser switch are pipeline state, and
         # the GPU is the bottleneck anyway (shards in other threads still write files meanwhile).
-        with self._lock:
-            pipe = self._fp32_pipe() if force_fp32 else self.pipe
-            pipe.scheduler = make_scheduler(sampler.scheduler, self._scheduler)
+        with self.lock:
+            pipe = self.pipe_for(force_fp32, sampler.scheduler)
             return self.renderer(pipe, layouts, sampler, seeds, self.spec)
 
     def prompt(self, layout: Layout, sampler: ImageSamplerSpec) -> str:
         """The text the backend was prompted with for ``layout``."""
         return self.prompter(layout, sampler)
 
-    def _fp32_pipe(self):
-        if self.dtype == torch.float32:
-            return self.pipe
-        if self._fp32 is None:
-            log.info("loading a float32 copy of %s for the NaN retry", self.model_id)
-            self._fp32 = build_pipeline(self.pipeline_class, self.spec, self.folder,
-                                        self.controlnet_folder, torch.float32, self.device)
-        return self._fp32
+    def rebuild(self, dtype: torch.dtype):
+        return build_pipeline(self.pipeline_class, self.spec, self.folder, self.controlnet_folder,
+                              dtype, self.device)
 
 
 def load_sd_backend(spec: StableDiffusionSpec, pipeline_class: type, renderer: Renderer,
@@ -97,8 +75,10 @@ def load_sd_backend(spec: StableDiffusionSpec, pipeline_class: type, renderer: R
     dtype = resolve_dtype(spec.dtype, device)
     pipe = build_pipeline(pipeline_class, spec, folder, controlnet_folder, dtype, device)
     model_id = spec.path if controlnet is None else f"{spec.path} + {controlnet}"
-    return SDBackend(spec, pipeline_class, renderer, prompter, pipe, folder, controlnet_folder,
-                     model_id, components_hash(folder, controlnet_folder), device, dtype)
+    return SDBackend(spec=spec, pipeline_class=pipeline_class, renderer=renderer,
+                     prompter=prompter, pipe=pipe, folder=folder,
+                     controlnet_folder=controlnet_folder, model_id=model_id,
+                     weights=components_hash(folder, controlnet_folder), device=device, dtype=dtype)
 
 
 def components_hash(folder: Path, controlnet_folder: Path | None) -> str:

@@ -39,13 +39,7 @@ SAMPLER = ImageSamplerSpec(scheduler="dpmsolver++", steps=2, guidance=2.0, batch
 ONE_OBJECT = ShapesLayoutSpec(height=SIZE, width=SIZE, objects_per_image=(1, 1))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models are all per-op overhead: one thread is faster than two fighting for cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="session")
@@ -264,9 +258,10 @@ def test_the_fp32_retry_loads_a_float32_copy_of_a_half_precision_backend(tiny_mo
     loaded = load_backend(spec)
     half = build_pipeline(loaded.pipeline_class, spec, loaded.folder, None, torch.bfloat16,
                           torch.device("cpu"))
-    backend = SDBackend(spec, loaded.pipeline_class, render_gligen, loaded.prompter, half,
-                        loaded.folder, None, loaded.model_id, loaded.weights, torch.device("cpu"),
-                        torch.bfloat16)
+    backend = SDBackend(spec=spec, pipeline_class=loaded.pipeline_class, renderer=render_gligen,
+                        prompter=loaded.prompter, pipe=half, folder=loaded.folder,
+                        controlnet_folder=None, model_id=loaded.model_id, weights=loaded.weights,
+                        device=torch.device("cpu"), dtype=torch.bfloat16)
     layouts = [sample_layout(ONE_OBJECT, 0, 0)]
     images = backend.render(layouts, SAMPLER, [3], force_fp32=True)
     assert np.isfinite(images).all()
