@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from augment.config.base import ConfigError, load_config, validate
+from augment.config.audio import AudioJob
 from augment.config.image import ImageJob
 from flows.cli_common import apply_overrides
 from flows.config import RunConfig
@@ -18,7 +19,8 @@ CONFIGS = sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
     config = load_config(path, RunConfig)
-    assert config.jobs and all(isinstance(job, ImageJob) for job in config.jobs)
+    assert config.jobs and all(isinstance(job, (ImageJob, AudioJob)) for job in config.jobs)
+    assert {job.modality for job in config.jobs} <= {"image", "audio"}
 
 
 def test_extends_merges_over_an_earlier_job_and_roles_are_kept():
@@ -59,5 +61,5 @@ def test_overrides_reach_a_job_by_index_or_name_and_name_the_source():
     assert changed.jobs[0].num_samples == 8 and changed.jobs[1].sampler.steps == 3
     with pytest.raises(ConfigError, match=r"--set: jobs.0.num_samples: Input should be greater"):
         apply_overrides(config, ["jobs.0.num_samples=-5"], "--set")
-    with pytest.raises(ConfigError, match=r"jobs.nope is a list of 4; give an index"):
+    with pytest.raises(ConfigError, match=r"jobs.nope is a list of 5; give an index"):
         apply_overrides(config, ["jobs.nope.seed=1"], "--set")

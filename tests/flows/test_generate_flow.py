@@ -100,3 +100,18 @@ def test_rerunning_a_finished_dataset_regenerates_nothing(flow_dataset):
     (again,) = run_generate(config)
     assert again["counts"] == flow_dataset[1]["counts"]
     pd.testing.assert_frame_equal(before, pd.read_parquet(f"{root}/manifest.parquet"))
+
+
+def test_the_flow_makes_an_audio_dataset(prefect_harness, tmp_path):
+    from augment.audio.dataset import AudioDataset
+    from augment.config.audio import AudioJob
+    from flows.generate import run_generate
+
+    job = AudioJob.model_validate({"name": "tones", "num_samples": 5, "shard_size": 2,
+                                   "model": {"backend": "tones-world"},
+                                   "soundscape": {"duration": 2.0}})
+    (summary,) = run_generate(RunConfig(out=str(tmp_path), jobs=[job]))
+    assert summary["counts"]["samples"] == 5 and summary["counts"]["kept"] >= 4
+    events = pd.read_csv(tmp_path / "tones" / "annotations" / "events.tsv", sep="\t")
+    assert len(AudioDataset(tmp_path / "tones")) == summary["counts"]["kept"]
+    assert len(events) == sum(summary["counts"]["instances_per_class"].values())

@@ -29,7 +29,9 @@ def pipeline_run(prefect_harness, tmp_path_factory):
                    model=dict(backend="shapes-world"), sampler=dict(batch_size=48),
                    verify=dict(enabled=False)),
               dict(name="main-audit", role="audit", extends="main", num_samples=128, seed=7,
-                   layout=dict(objects_per_image=(2, 3), colour_unspecified=1.0))],
+                   layout=dict(objects_per_image=(2, 3), colour_unspecified=1.0)),
+              dict(name="sounds", modality="audio", num_samples=3, shard_size=3,
+                   model=dict(backend="tones-world"), soundscape=dict(duration=2.0))],
         audits=[dict(dataset="main-audit")],
         evaluate=EvalSpec(cache_dir=str(out / "cache"), bootstrap_rounds=20, kid_subset_size=16,
                           min_group_size=4, reports_dir=str(out / "reports")),
@@ -43,9 +45,10 @@ def pipeline_run(prefect_harness, tmp_path_factory):
 def test_pipeline_generates_every_dataset_and_writes_the_report(pipeline_run):
     config, report_dir, result = pipeline_run
     names = sorted(p["path"].rsplit("/", 1)[-1] for p in result["generate"])
-    assert names == sorted(["main", "noguidance", "real", "main-audit"])
+    assert names == sorted(["main", "noguidance", "real", "main-audit", "sounds"])
     assert all(s["counts"]["samples"] > 0 for s in result["generate"])
     metrics = pd.read_csv(report_dir / "metrics.csv")
+    assert "sounds" not in set(metrics["dataset"])  # generated; audio evaluation is not there yet
     # both compared datasets have fidelity figures against the real reference, with N and a CI
     for dataset in ("main", "noguidance"):
         fid = metrics[(metrics.dataset == dataset) & (metrics.metric == "fid") & (metrics.group == "all")]
