@@ -17,6 +17,8 @@ import typer
 from augment.config.base import Strict
 from augment.config.training import (TrainCheckerSpec, TrainClipSpec, TrainShapesFeaturesSpec,
                                      TrainShapesSpec)
+from augment.config.training import TrainTonesClassifierSpec
+from augment.config.training import TrainTonesSpec
 from flows.cli_common import guarded, load_with_overrides
 
 train_app = typer.Typer(help="Train the embedded models from scratch (reproducible from a seed).",
@@ -75,6 +77,13 @@ TRAINERS = (
              "Example (a 2-step smoke run): synthmill train shapes --out /tmp/shapes-tiny --device cpu "
              "--set steps=2 --set num_scenes=16 --set resolution=32 --set block_out_channels=[8,16]",
              lambda path, out: f"saved shapes-tiny to {path}"),
+    _Trainer("tones", TrainTonesSpec, "augment.audio.training.generator:train_tones_generator",
+             "models/tones-tiny",
+             "Train the embedded tones-tiny generator (log-mel diffusion) on real tones-world "
+             "clips from a fixed seed (runs on a CPU in about an hour).\n\n"
+             "Example (a 2-step smoke run): synthmill train tones --out /tmp/tones-tiny "
+             "--set steps=2 --set num_clips=16 --set batch_size=4 --set block_out_channels=[8,16]",
+             lambda path, out: f"saved tones-tiny to {path}"),
     _Trainer("checker", TrainCheckerSpec, "augment.image.training.checker:train_checker",
              "models/shapes-checker",
              "Train the shapes checker (the independent verifier) on real procedural scenes.\n\n"
@@ -83,6 +92,17 @@ TRAINERS = (
              lambda report, out: f"saved shapes-checker to {out}; held-out mIoU "
                                  f"{report['held_out']['miou']:.3f}, colour instance accuracy "
                                  f"{report['held_out']['colour_instance_accuracy']:.3f}"),
+    _Trainer("tones-classifier", TrainTonesClassifierSpec,
+             "augment.audio.training.classifier:train_tones_classifier", "models/tones-classifier",
+             "Train the embedded tones classifier (the audio verifier and evaluation features) on "
+             "real tones-world clips.\n\n"
+             "Example (a 20-step smoke run): synthmill train tones-classifier --out /tmp/tones-classifier "
+             "--set steps=20 --set num_clips=64 --set eval_clips=16",
+             lambda report, out: f"saved tones-classifier to {out}; held-out class / pitch accuracy "
+                                 f"{report['held_out']['clean']['class_accuracy']:.3f} / "
+                                 f"{report['held_out']['clean']['pitch_accuracy']:.3f} (clean clips), "
+                                 f"class {report['held_out']['backgrounds']['class_accuracy']:.3f} "
+                                 "(over backgrounds)"),
     _Trainer("shapes-features", TrainShapesFeaturesSpec,
              "evaluation.image.training.shapes_features:train_shapes_features", "models/shapes-features",
              "Train the embedded fidelity feature extractor (shapes-features) on real procedural "

@@ -59,6 +59,34 @@ class TrainShapesSpec(TrainerSpec):
     log_every: LogEvery = 200
 
 
+class TrainTonesSpec(TrainerSpec):
+    """Recipe of the embedded ``tones-tiny`` generator (``synthmill train tones``): log-mel
+    diffusion trained on real tones-world event clips (beeps high-pitched 60% of the time, the
+    planted skew the audio bias audit must find). The shipped weights were trained on the CPU."""
+
+    num_clips: int = Field(16_000, ge=16, description="Real event clips to pre-render.")
+    steps: Steps = 3_500
+    batch_size: BatchSize = 32
+    learning_rate: LearningRate = 5e-4
+    warmup_steps: int = Field(200, ge=0)
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    prediction_type: Literal["epsilon", "v_prediction"] = Field(
+        "v_prediction", description="What the UNet predicts (v: the mostly silent spectrograms are "
+                                    "far from zero mean).")
+    snr_gamma: float | None = Field(None, gt=0, description="Min-SNR loss weighting; None = off.")
+    condition_dropout: Fraction = Field(0.1, description="All labels dropped (for CFG).")
+    pitch_dropout: Fraction = Field(
+        0.2, description="Pitch band left unspecified (the model learns the pitch prior).")
+    block_out_channels: tuple[PositiveInt, ...] = (32, 64, 96, 128)
+    layers_per_block: int = Field(1, ge=1)
+    patch_size: Literal[1, 2, 4] = Field(
+        2, description="Side of the UNet's square patches (2 is 2x cheaper, but its samples "
+                       "alternate between even and odd frames, which reads as modulation).")
+    attention_levels: int = Field(1, ge=0, description="Coarsest resolutions with self-attention.")
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    log_every: LogEvery = 50
+
+
 class TrainCheckerSpec(TrainerSpec):
     """Recipe of the shapes checker (``synthmill train checker``): a segmenter of class and colour
     trained on real scenes of the uniform-colour world."""
@@ -70,6 +98,45 @@ class TrainCheckerSpec(TrainerSpec):
     widths: tuple[PositiveInt, ...] = Field((16, 32, 48, 64), min_length=1,
                                             description="Channels per stage of the segmenter.")
     eval_scenes: EvalScenes = 1_000
+    log_every: LogEvery = 100
+
+
+def _ordered(value: tuple) -> tuple:
+    """``value`` if it is a (min, max) pair with min <= max, else ValueError."""
+    if value[0] > value[1]:
+        raise ValueError(f"must satisfy min <= max, got {tuple(value)}")
+    return value
+
+
+class TrainTonesClassifierSpec(TrainerSpec):
+    """Recipe of the embedded tones classifier (``synthmill train tones-classifier``): a CNN on
+    log-mels with a class and a pitch-band head, trained on real tones-world clips only."""
+
+    num_clips: int = Field(10_000, ge=16, description="Real training clips to pre-render.")
+    background_share: Fraction = Field(
+        0.125, description="Share of clips that hold only a background (class 'background').")
+    mixed_share: Fraction = Field(0.5, description="Share of event clips mixed over a background.")
+    snr_db: Annotated[tuple[float, float], AfterValidator(_ordered)] = Field(
+        (0.0, 25.0), description="Event RMS over the background's, dB (mixed clips).")
+    gain_db: Annotated[tuple[float, float], AfterValidator(_ordered)] = Field(
+        (-25.0, 10.0), description="Gain of the whole clip, dB; sounds are rendered at -20 dBFS RMS.")
+    window_share: Fraction = Field(
+        0.3, description="Share of clips whose content ends early, zero-padded after (a window cut "
+                         "from a soundscape); their event may be cut at the window's edges.")
+    start_share: Fraction = Field(
+        0.25, description="Share of the other event clips whose event starts at sample 0 (as a "
+                          "generated clip holds it).")
+    griffin_lim_share: Fraction = Field(
+        0.25, description="Share of clips round-tripped through log-mel and Griffin-Lim.")
+    griffin_lim_iters: Annotated[tuple[PositiveInt, PositiveInt], AfterValidator(_ordered)] = Field(
+        (8, 32), description="Griffin-Lim iterations of a round trip, drawn uniformly.")
+    steps: Steps = 2_000
+    batch_size: BatchSize = 64
+    learning_rate: LearningRate = 3e-3
+    widths: tuple[PositiveInt, ...] = Field((16, 32, 64, 96), min_length=1, max_length=6,
+                                            description="Channels of the stem and each stage.")
+    feature_dim: PositiveInt = Field(128, description="Size of the penultimate features (FAD).")
+    eval_clips: int = Field(800, ge=1, description="Held-out clips (seed + 1) per setting.")
     log_every: LogEvery = 100
 
 

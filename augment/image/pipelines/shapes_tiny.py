@@ -9,15 +9,13 @@ zeros during training, so classifier-free guidance (Ho & Salimans 2022) works at
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
-from diffusers.utils.torch_utils import randn_tensor
 
+from augment.core.guided_diffusion import check_condition, check_sampling_args, guided_denoise
 from augment.image.world import BACKGROUNDS, CLASSES, COLOURS
 
 NUM_SEMANTIC = len(CLASSES) + 1  # + background
@@ -111,32 +109,11 @@ class ShapesTinyPipeline(DiffusionPipeline):
     def check_inputs(self, condition, generator, num_inference_steps, guidance_scale,
                      noise_temperature, output_type):
         size = self.unet.config.sample_size
-        expected = (COND_CHANNELS, size, size)
-        if not isinstance(condition, torch.Tensor) or condition.ndim != 4 \
-                or tuple(condition.shape[1:]) != expected:
-            got = tuple(condition.shape) if isinstance(condition, torch.Tensor) else type(condition)
-            raise ValueError(f"`condition` must be a (B, {expected[0]}, {size}, {size}) tensor "
-                             f"(see encode_layouts); got {got}")
-        if isinstance(generator, list) and len(generator) != condition.shape[0]:
-            raise ValueError(f"got {len(generator)} generators for a batch of {condition.shape[0]}; "
-                             "pass one per sample")
-        if num_inference_steps < 1:
-            raise ValueError(f"`num_inference_steps` must be >= 1, got {num_inference_steps}")
-        if guidance_scale < 0:
-            raise ValueError(f"`guidance_scale` must be >= 0, got {guidance_scale}")
-        if noise_temperature <= 0:
-            raise ValueError(f"`noise_temperature` must be > 0, got {noise_temperature}")
+        check_condition(condition, (COND_CHANNELS, size, size), "encode_layouts")
+        check_sampling_args(condition.shape[0], generator, num_inference_steps, guidance_scale,
+                            noise_temperature)
         if output_type not in ("np", "pt", "pil"):
             raise ValueError(f"`output_type` must be 'np', 'pt' or 'pil', got {output_type!r}")
-
-    def _step_kwargs(self, generator, eta: float) -> dict:
-        params = set(inspect.signature(self.scheduler.step).parameters)
-        kwargs = {}
-        if "eta" in params:
-            kwargs["eta"] = eta
-        if "generator" in params:
-            kwargs["generator"] = generator
-        return kwargs
 
     @torch.no_grad()
     def __call__(self, condition: torch.Tensor, num_inference_steps: int = 20,
@@ -147,31 +124,16 @@ class ShapesTinyPipeline(DiffusionPipeline):
         self.check_inputs(condition, generator, num_inference_steps, guidance_scale,
                           noise_temperature, output_type)
         device, dtype = self._execution_device, self.unet.dtype
-        batch = condition.shape[0]
         size = self.unet.config.sample_size
         condition = condition.to(device=device, dtype=dtype)
-        do_cfg = guidance_scale != 1.0
-        if do_cfg:  # (2B, C, H, W): unconditional half first
-            condition = torch.cat([torch.zeros_like(condition), condition])
 
-        # 2. Prepare the initial noise: one generator per sample keeps each sample reproducible alone
-        latents = randn_tensor((batch, 3, size, size), generator=generator, device=device,
-                               dtype=dtype) * noise_temperature
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        latents = latents * self.scheduler.init_noise_sigma
-        step_kwargs = self._step_kwargs(generator, eta)
+        # 2. Denoise from one generator per sample (the unconditional input: no condition at all)
+        latents = guided_denoise(self.unet, self.scheduler, condition, torch.zeros_like(condition),
+                                 (condition.shape[0], 3, size, size), num_inference_steps,
+                                 guidance_scale, eta, noise_temperature, generator,
+                                 self.progress_bar)
 
-        # 3. Denoise
-        for t in self.progress_bar(self.scheduler.timesteps):
-            model_in = torch.cat([latents, latents]) if do_cfg else latents
-            model_in = self.scheduler.scale_model_input(model_in, t)
-            noise_pred = self.unet(torch.cat([model_in, condition], dim=1), t).sample
-            if do_cfg:
-                uncond, cond = noise_pred.chunk(2)
-                noise_pred = uncond + guidance_scale * (cond - uncond)
-            latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
-
-        # 4. Post-process: (B, 3, H, W) in [-1, 1] -> [0, 1]
+        # 3. Post-process: (B, 3, H, W) in [-1, 1] -> [0, 1]
         images = (latents.float() / 2 + 0.5).clamp(0, 1)
         if output_type == "np":
             images = images.permute(0, 2, 3, 1).cpu().numpy()
