@@ -77,10 +77,10 @@ class TrainTonesSpec(TrainerSpec):
     condition_dropout: Fraction = Field(0.1, description="All labels dropped (for CFG).")
     pitch_dropout: Fraction = Field(
         0.2, description="Pitch band left unspecified (the model learns the pitch prior).")
-    block_out_channels: tuple[PositiveInt, ...] = (32, 64, 96, 128)
+    block_out_channels: tuple[PositiveInt, ...] = (16, 32, 64, 96, 128)
     layers_per_block: int = Field(1, ge=1)
     patch_size: Literal[1, 2, 4] = Field(
-        2, description="Side of the UNet's square patches (2 is 2x cheaper, but its samples "
+        1, description="Side of the UNet's square patches (2 is 2x cheaper, but its samples "
                        "alternate between even and odd frames, which reads as modulation).")
     attention_levels: int = Field(1, ge=0, description="Coarsest resolutions with self-attention.")
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
