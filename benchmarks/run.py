@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 import flows  # noqa: F401  (Prefect defaults before prefect is imported)
-from benchmarks import backends, evaluation, generation, shapes_quality
+from benchmarks import (audio_evaluation, audio_generation, backends, evaluation, generation,
+                        shapes_quality, tones_quality)
 from benchmarks.common import RESULTS, SUMMARY, append_results, write_summary
 
-BENCHMARKS = [generation, shapes_quality, backends, evaluation]
+BENCHMARKS = [generation, shapes_quality, backends, evaluation, audio_generation, tones_quality,
+              audio_evaluation]
 
 
 def main() -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from augment.config.base import Strict, known
-from evaluation.presets import PRESET_NAMES
+from evaluation.presets import AUDIT_METHODS, PRESET_NAMES, PRESETS
 from evaluation.registry import METRICS, selectable
+
+_AUDIT_METHOD_NAMES = tuple(m for methods in AUDIT_METHODS.values() for m in methods)
 
 
 class EvalSpec(Strict):
@@ -17,6 +19,9 @@ class EvalSpec(Strict):
     reference: str | None = Field(
         None, description="Reference: image folder, synthmill dataset, COCO .json or stats .npz.")
     reference_images: str | None = Field(None, description="Image folder of a COCO reference.")
+    audio_reference: str | None = Field(
+        None, description="Reference of audio datasets: folder of .wav/.flac files, synthmill "
+        "audio dataset or stats .npz (``reference`` is that of image datasets).")
     extractor: Literal["shapes-features", "inception-v3-compat"] = "shapes-features"
     extractor_weights: str | None = Field(
         None, description="Local .safetensors weights of the extractor (required for inception).")
@@ -31,6 +36,21 @@ class EvalSpec(Strict):
         "calibrates the 'too close' line for memorization and near duplicates.")
     clip_model: str = Field("shapes-clip-tiny", description="open_clip architecture name.")
     clip_checkpoint: str | None = Field(None, description="Local open_clip checkpoint; None = embedded.")
+    audio_extractor: Literal["tones-classifier", "clap"] = Field(
+        "tones-classifier", description="Clip embedding of audio fidelity figures (FAD, KID, "
+        "precision/recall, diversity, memorization): the embedded tones classifier's penultimate "
+        "features, or CLAP audio embeddings (needs clap_model).")
+    clap_model: str | None = Field(
+        None, description="Local folder of a LAION CLAP checkpoint (transformers ClapModel, "
+        "safetensors): CLAPScore and zero-shot class accuracy of audio sets; None = not scored.")
+    event_window: float = Field(0.4, ge=0.2, le=2.048,
+                                description="Audio event detector: window of the sliding tones "
+                                "classifier, seconds.")
+    event_hop: float = Field(0.1, gt=0.0, le=1.0, description="Audio event detector: hop, seconds.")
+    event_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Audio event detector: a "
+                                   "class is active where its mean window probability exceeds this.")
+    event_collar: float = Field(0.2, gt=0.0, le=1.0, description="Onset collar (seconds) of event "
+                                "F1 (sed_eval event-based; DCASE uses 0.2).")
     kid_subset_size: int = Field(1000, ge=2)
     kid_subsets: int = Field(100, ge=1)
     is_splits: int = Field(10, ge=1)
@@ -64,22 +84,72 @@ class EvalSpec(Strict):
             out[name] = model.model_validate(settings).model_dump(mode="json")
         return out
 
+    @model_validator(mode="after")
+    def _audio(self) -> "EvalSpec":
+        if self.audio_extractor == "clap" and not self.clap_model:
+            raise ValueError("clap_model: audio_extractor clap needs a local folder of a CLAP "
+                             "checkpoint; set it, or set audio_extractor: tones-classifier")
+        if self.event_hop > self.event_window:
+            raise ValueError(f"event_hop: {self.event_hop} s exceeds event_window "
+                             f"{self.event_window} s (the detector would skip audio)")
+        return self
+
+    def reference_for(self, modality: str) -> str | None:
+        """The configured reference of ``modality`` datasets (``audio_reference`` for audio)."""
+        return self.audio_reference if modality == "audio" else self.reference
+
 
 class AuditSpec(Strict):
     """A bias audit of a dataset whose attribute was left to the generator: classify the attribute
-    the generator chose, compare its distribution per group with a target."""
+    the generator chose, compare its distribution per group with a target. The preset says which
+    modality it audits and so which methods may classify (``evaluation.presets.AUDIT_METHODS``)."""
 
     dataset: str = Field(..., description="Name of the job (role: audit) whose dataset is audited.")
     preset: str = Field("shapes-colour", description="What is audited (evaluation.presets.PRESETS).")
-    method: Literal["checker", "clip"] = Field(
-        "checker", description="Who classifies the attribute: the shapes checker or zero-shot CLIP.")
+    method: Literal[_AUDIT_METHOD_NAMES] = Field(
+        "checker", description="Who classifies the attribute. Image presets: checker (the shapes "
+        "checker) or clip (zero-shot CLIP); audio presets: classifier (the embedded tones "
+        "classifier) or clap (zero-shot CLAP). Unset: the first of its preset's modality.")
     target: dict[str, float] | None = Field(None, description="Target distribution; None = uniform.")
+    clap_model: str | None = Field(
+        None, description="clap: local folder of a CLAP checkpoint (transformers ClapModel).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_method(cls, data):
+        """An unset method is the preset modality's default (checker for images, classifier for
+        audio)."""
+        if isinstance(data, dict) and "method" not in data:
+            preset = PRESETS.get(data.get("preset", cls.model_fields["preset"].default))
+            if preset is not None:
+                data = {**data, "method": AUDIT_METHODS[preset.modality][0]}
+        return data
 
     @field_validator("preset")
     @classmethod
     def _preset(cls, value: str) -> str:
         known("preset", [value], PRESET_NAMES)
         return value
+
+    @model_validator(mode="after")
+    def _method_fits(self) -> "AuditSpec":
+        modality = PRESETS[self.preset].modality
+        allowed = AUDIT_METHODS[modality]
+        if self.method not in allowed:
+            raise ValueError(f"method: {self.method!r} cannot classify preset {self.preset!r} "
+                             f"({modality} datasets); allowed: {list(allowed)}")
+        if self.method == "clap" and not self.clap_model:
+            raise ValueError("clap_model: method clap needs a local folder of a CLAP checkpoint; "
+                             "set it, or set method: classifier")
+        return self
+
+    def check_modality(self, modality: str, dataset: str) -> None:
+        """ValueError naming ``preset`` unless the preset audits ``modality`` datasets, which
+        ``dataset`` is."""
+        audited = PRESETS[self.preset].modality
+        if audited != modality:
+            raise ValueError(f"preset: {self.preset!r} audits {audited} datasets, not {modality} "
+                             f"ones like {dataset}")
 
 
 class ReportSpec(Strict):

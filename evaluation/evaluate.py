@@ -38,16 +38,18 @@ class EvalResult:
 
 def evaluate_dataset(dataset: str | Path, spec: EvalSpec, reference: str | Path | None = None,
                      out_dir: str | Path | None = None) -> EvalResult:
-    """All configured figures of ``dataset`` against ``reference`` (or ``spec.reference``)."""
+    """All configured figures of ``dataset`` against ``reference`` (or the spec's reference of
+    the dataset's modality, ``EvalSpec.reference_for``)."""
     # 1. The set (its modality supplies the reader), the metrics and the extractors they need
-    reference = reference or spec.reference
     sample_set = open_set(dataset, kept_only=spec.kept_only)
+    reference = reference or spec.reference_for(sample_set.modality)
     metrics = chosen(spec.metrics)
     plan = MODALITIES.get(sample_set.modality).load_hooks().extractors(
         spec, sample_set, {need for m in metrics for need in m.needs})
     # 2. Features of the set, then of the reference
-    gen = compute_features(sample_set, list(plan.by_need.values()), spec.cache_dir)
-    ref = load_reference(reference, spec, plan.reference()) if reference is not None else None
+    gen = compute_features(sample_set, plan.extractors(), spec.cache_dir)
+    ref = (load_reference(reference, spec, plan.reference(), sample_set.modality)
+           if reference is not None else None)
     # 3. Figures: from the cache, or computed by each metric from the features
     key = _figures_key(sample_set, gen, ref, reference, spec, plan, metrics)
     cached = _load_figures(spec.cache_dir, key)
@@ -72,14 +74,25 @@ def evaluate_dataset(dataset: str | Path, spec: EvalSpec, reference: str | Path 
     return result
 
 
+NEED_HINTS = {"reference": "set evaluate.reference or add a job with role: reference",
+              "clap": "set evaluate.clap_model to a local CLAP checkpoint folder",
+              "checker": "shapes-world sets only"}
+"""What a user can do about a need a metric names (the skip warning says it)."""
+
+
 def run_metrics(metrics: list[Metric], inputs: MetricInputs) -> list[Figure]:
     """Every metric's figures, in order; a metric whose needs are not met is skipped and named."""
-    met = set(inputs.extractors) | ({"reference"} if inputs.reference is not None else set())
+    met = set(inputs.extractors) | {inputs.sample_set.modality} | (
+        {"reference"} if inputs.reference is not None else set())
     figures, unmet = [], []
     for metric in metrics:
         missing = [need for need in metric.needs if need not in met]
+        if any(need in MODALITIES for need in missing):
+            continue  # a metric of another modality
         if missing:
-            unmet.append(f"{metric.name} (needs {', '.join(missing)})")
+            unmet.append(f"{metric.name} (needs "
+                         + ", ".join(f"{n}: {NEED_HINTS[n]}" if n in NEED_HINTS else n
+                                     for n in missing) + ")")
             continue
         model = metric.settings_model()
         settings = (model.model_validate(inputs.spec.metric_settings.get(metric.name, {}))
@@ -90,11 +103,16 @@ def run_metrics(metrics: list[Metric], inputs: MetricInputs) -> list[Figure]:
     return figures
 
 
-def score_unreadable(inputs: MetricInputs) -> list[Figure]:
+def score_unreadable(inputs: MetricInputs, figure: str = "unreadable_images") -> list[Figure]:
     """How many of the set's files could not be read or decoded, the first 20 named."""
     bad = inputs.features.unreadable
-    return [Figure("unreadable_images", float(len(bad)), float("nan"), float("nan"),
+    return [Figure(figure, float(len(bad)), float("nan"), float("nan"),
                    len(inputs.sample_set), "all", "; ".join(f"{f}: {why}" for f, why in bad[:20]))]
+
+
+def score_unreadable_audio(inputs: MetricInputs) -> list[Figure]:
+    """``score_unreadable`` of an audio set."""
+    return score_unreadable(inputs, "unreadable_audio")
 
 
 _FIGURES_VERSION = 2  # bump when a figure's computation changes: old cached tables then miss

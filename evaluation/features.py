@@ -70,6 +70,10 @@ class ExtractorPlan:
 
     by_need: dict[str, Extractor]
 
+    def extractors(self) -> list[Extractor]:
+        """The distinct extractors to run (one may meet several needs), in order."""
+        return list({e.name: e for e in self.by_need.values()}.values())
+
     def reference(self) -> Extractor:
         """The extractor to run over the reference set: the fidelity extractor."""
         return self.by_need["fidelity"]

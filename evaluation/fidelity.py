@@ -4,6 +4,11 @@ FID (Heusel et al. 2017), KID (Binkowski et al. 2018), IS (Salimans et al. 2016)
 recall (Kynkaanniemi et al. 2019) all come from one feature pass per set; each figure carries N and
 an interval: a bootstrap over the synthetic samples for FID, the metric's own spread over subsets
 or splits for KID and IS, and Wilson intervals for precision and recall.
+
+The functions are modality-neutral: they see feature arrays only. A figure's ``name`` says what it
+is for the modality whose metric calls it: the image metrics write ``fid``, ``kid`` and
+``inception_score``; the audio metrics (``evaluation.audio.fidelity``) call the same functions for
+``fad``, ``audio_kid`` and ``audio_is``.
 """
 
 from __future__ import annotations
@@ -100,8 +105,8 @@ class FrechetToReference:
 
 
 def fid(gen: np.ndarray, ref_stats: dict, n_ref: int, rounds: int = 100, confidence: float = 0.95,
-        seed: int = 0, group: str = "all") -> Figure:
-    """FID of generated features against reference statistics.
+        seed: int = 0, group: str = "all", name: str = "fid") -> Figure:
+    """FID (figure ``name``) of generated features against reference statistics.
 
     The interval is a delete-d jackknife over the generated set (the reference is fixed): the
     uncertainty due to the finite synthetic sample. A plain bootstrap would repeat samples, which
@@ -113,14 +118,14 @@ def fid(gen: np.ndarray, ref_stats: dict, n_ref: int, rounds: int = 100, confide
     details = (f"delete-d jackknife ({rounds} subsets of 80%) over generated samples; "
                f"reference n={n_ref}")
     if min(len(gen), n_ref) < FID_MIN_N:
-        details += (f"; WARNING: FID is biased upward below {FID_MIN_N} samples per set "
-                    "(compare KID, which is unbiased, or fid_infinity)")
-    return Figure("fid", value, lo, hi, len(gen), group, details)
+        details += (f"; WARNING: {name} is biased upward below {FID_MIN_N} samples per set "
+                    f"(compare the unbiased KID, or {name}_infinity)")
+    return Figure(name, value, lo, hi, len(gen), group, details)
 
 
 def fid_infinity(gen: np.ndarray, ref_stats: dict, points: int = 10, seed: int = 0,
-                 group: str = "all") -> Figure:
-    """FID extrapolated to infinite N (Chong & Forsyth 2020): fit FID_N = a + b / N on subsets of
+                 group: str = "all", name: str = "fid_infinity") -> Figure:
+    """Frechet distance (figure ``name``) extrapolated to infinite N (Chong & Forsyth 2020): fit FID_N = a + b / N on subsets of
     sizes N/5..N and report a; the interval is +-1.96 standard errors of the fitted intercept."""
     rng = np.random.default_rng(seed)
     sizes = np.linspace(max(len(gen) // 5, 10), len(gen), points).astype(int)
@@ -128,9 +133,9 @@ def fid_infinity(gen: np.ndarray, ref_stats: dict, points: int = 10, seed: int =
     values = [of_subsets(rng.choice(len(gen), n, replace=False)) for n in sizes]
     coef, cov = np.polyfit(1.0 / sizes, values, 1, cov=True)
     se = float(np.sqrt(cov[1, 1]))
-    return Figure("fid_infinity", float(coef[1]), float(coef[1] - 1.96 * se),
+    return Figure(name, float(coef[1]), float(coef[1] - 1.96 * se),
                   float(coef[1] + 1.96 * se), len(gen), group,
-                  f"linear fit of FID over 1/N at N={sizes.tolist()}")
+                  f"linear fit of the Frechet distance over 1/N at N={sizes.tolist()}")
 
 
 _KID_KERNEL = {"kid_kernel_poly_degree": 3, "kid_kernel_poly_gamma": None, "kid_kernel_poly_coef0": 1}
@@ -173,7 +178,7 @@ class KidKernels:
 
 def kid(gen: np.ndarray, ref: np.ndarray, subset_size: int = 1000, subsets: int = 100,
         seed: int = 0, group: str = "all", kernels: KidKernels | None = None,
-        rows: tuple[np.ndarray, np.ndarray] | None = None) -> Figure:
+        rows: tuple[np.ndarray, np.ndarray] | None = None, name: str = "kid") -> Figure:
     """Unbiased KID (polynomial kernel MMD^2) averaged over random subsets; interval = mean +- std.
 
     ``kernels`` + ``rows``: ``gen``/``ref`` are the rows ``rows`` of the sets ``kernels`` was built
@@ -190,18 +195,18 @@ def kid(gen: np.ndarray, ref: np.ndarray, subset_size: int = 1000, subsets: int 
         out = kid_features_to_metric(_t(gen), _t(ref), kid_subsets=subsets, kid_subset_size=size,
                                      kid_kernel="poly", **_KID_KERNEL, rng_seed=seed, verbose=False)
         mean, std = out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD]
-    return Figure("kid", mean, mean - std, mean + std, len(gen), group,
+    return Figure(name, mean, mean - std, mean + std, len(gen), group,
                   f"{subsets} subsets of {size}; interval = mean +- std over subsets")
 
 
 def inception_score(logits: np.ndarray, splits: int = 10, seed: int = 0,
-                    group: str = "all") -> Figure:
+                    group: str = "all", name: str = "inception_score") -> Figure:
     """IS over ``splits`` splits; interval = mean +- std over splits (torch-fidelity's figure)."""
     splits = max(1, min(splits, len(logits) // 2))
     out = isc_features_to_metric(torch.from_numpy(np.asarray(logits, dtype=np.float32)),
                                  splits=splits, shuffle=True, rng_seed=seed)
     mean, std = out[KEY_METRIC_ISC_MEAN], out[KEY_METRIC_ISC_STD]
-    return Figure("inception_score", mean, mean - std, mean + std, len(logits), group,
+    return Figure(name, mean, mean - std, mean + std, len(logits), group,
                   f"{splits} splits; interval = mean +- std over splits")
 
 
@@ -241,34 +246,35 @@ def _compared(inputs: MetricInputs) -> list[tuple[str, np.ndarray, np.ndarray, s
     return out
 
 
-def score_fid(inputs: MetricInputs) -> list[Figure]:
-    """FID of the set and of each group; a group below ``min_group_size`` gets a NaN row saying
-    it was skipped."""
+def score_fid(inputs: MetricInputs, figure: str = "fid") -> list[Figure]:
+    """FID (figure ``figure``) of the set and of each group; a group below ``min_group_size`` gets
+    a NaN row saying it was skipped."""
     spec, ref = inputs.spec, inputs.reference
     feats = inputs.arrays()["features"]
     out = []
     for group, members, ref_rows, against in _compared(inputs):
         if len(members) < spec.min_group_size:
-            out.append(Figure("fid", float("nan"), float("nan"), float("nan"), len(members), group,
+            out.append(Figure(figure, float("nan"), float("nan"), float("nan"), len(members), group,
                               f"skipped: n={len(members)} < min_group_size {spec.min_group_size}"))
             continue
         rounds = spec.bootstrap_rounds if group == "all" else min(spec.bootstrap_rounds, 30)
-        figure = fid(feats[members], statistics(ref.features[ref_rows]), len(ref_rows), rounds,
-                     spec.confidence, spec.seed, group)
-        figure.details += f"; against {against}"
-        out.append(figure)
+        found = fid(feats[members], statistics(ref.features[ref_rows]), len(ref_rows), rounds,
+                    spec.confidence, spec.seed, group, figure)
+        found.details += f"; against {against}"
+        out.append(found)
     return out
 
 
-def score_fid_infinity(inputs: MetricInputs) -> list[Figure]:
+def score_fid_infinity(inputs: MetricInputs, figure: str = "fid_infinity") -> list[Figure]:
     """FID extrapolated to infinite N, of the whole set against the whole reference."""
     feats = inputs.arrays()["features"]
     if len(feats) < inputs.spec.min_group_size:
         return []
-    return [fid_infinity(feats, statistics(inputs.reference.features), seed=inputs.spec.seed)]
+    return [fid_infinity(feats, statistics(inputs.reference.features), seed=inputs.spec.seed,
+                         name=figure)]
 
 
-def score_kid(inputs: MetricInputs) -> list[Figure]:
+def score_kid(inputs: MetricInputs, figure: str = "kid") -> list[Figure]:
     """KID of the set and of each group of ``min_group_size`` or more, from one set of kernel
     matrices when that is cheaper."""
     spec, ref = inputs.spec, inputs.reference
@@ -279,10 +285,10 @@ def score_kid(inputs: MetricInputs) -> list[Figure]:
     out = []
     for group, members, ref_rows, against in _compared(inputs):
         if len(members) >= spec.min_group_size:
-            figure = kid(feats[members], ref.features[ref_rows], spec.kid_subset_size,
-                         spec.kid_subsets, spec.seed, group, kernels, (members, ref_rows))
-            figure.details += f"; against {against}"
-            out.append(figure)
+            found = kid(feats[members], ref.features[ref_rows], spec.kid_subset_size,
+                        spec.kid_subsets, spec.seed, group, kernels, (members, ref_rows), figure)
+            found.details += f"; against {against}"
+            out.append(found)
     return out
 
 
@@ -296,6 +302,8 @@ def score_prc(inputs: MetricInputs) -> list[Figure]:
                                            spec.prc_neighborhood, spec.confidence, group)]
 
 
-def score_is(inputs: MetricInputs) -> list[Figure]:
-    """Inception score of the set, from the fidelity extractor's logits."""
-    return [inception_score(inputs.arrays()["logits"], inputs.spec.is_splits, inputs.spec.seed)]
+def score_is(inputs: MetricInputs, figure: str = "inception_score",
+             need: str = "fidelity") -> list[Figure]:
+    """Inception score of the set, from the logits of the extractor that meets ``need``."""
+    return [inception_score(inputs.arrays(need)["logits"], inputs.spec.is_splits, inputs.spec.seed,
+                            name=figure)]

@@ -1,16 +1,21 @@
-"""Report figures as PNG bytes: metric bars, class balance, attribute shares.
+"""Report figures as PNG bytes: metric bars, class balance, attribute shares; the grid of samples
+per class that each modality draws its samples into (``rows_per_class``, ``class_rows_figure``);
+and ``Picture``, a figure as the report carries it (with the sound it shows, for audio samples).
 
 Figures are built on ``matplotlib.figure.Figure`` directly (Agg canvas, no pyplot), so plotting
 leaves no global state behind and is safe from worker threads. Every text drawn from data (class
 names, dataset names, attribute values) goes through ``plain_text``: a ``$`` in a name must not be
-read as mathtext. Pictures of samples are their modality's (``evaluation.image.pictures``).
+read as mathtext. Pictures of samples are their modality's (``evaluation.image.pictures``,
+``evaluation.audio.pictures``).
 """
 
 from __future__ import annotations
 
 import io
+import json
+import logging
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,15 +24,19 @@ from matplotlib.figure import Figure
 
 from evaluation.registry import figure_spec
 
+log = logging.getLogger(__name__)
+
 DPI = 100
 
 
 @dataclass
 class Picture:
-    """A PNG figure with a caption (shown under it in report.html)."""
+    """A PNG figure with a caption (shown under it in report.html). ``audio``: the WAV bytes of
+    the sound the figure shows (an audio sample), played inline by a player under the picture."""
 
     png: bytes
     caption: str = ""
+    audio: bytes | None = None
 
 
 def figure_png(fig: Figure) -> bytes:
@@ -39,6 +48,65 @@ def figure_png(fig: Figure) -> bytes:
 def plain_text(text) -> str:
     """``text`` drawn literally: an escaped ``$`` never starts mathtext, and prints as ``$``."""
     return str(text).replace("$", r"\$")
+
+
+def rows_per_class(rows: Sequence[dict], classes: Sequence[str] | None, per_class: int,
+                   categories: Sequence[str], source) -> dict[str, list[dict]]:
+    """The samples a grid shows: per class, the first ``per_class`` of ``rows`` (kept manifest
+    rows in the order given) whose ``instances`` (JSON records with a ``category``: objects or
+    events) hold one of that class. ``classes`` (default: ``categories``) must be among the
+    ``categories`` of the dataset at ``source``, and ``rows`` not empty; else ValueError."""
+    unknown = sorted(set(classes or []) - set(categories))
+    if unknown:
+        raise ValueError(f"{source}: classes {unknown} are not among its categories "
+                         f"{list(categories)}")
+    if per_class < 1:
+        raise ValueError(f"per_class must be >= 1, got {per_class}")
+    if not rows:
+        raise ValueError(f"{source}: no kept samples to show")
+    picked: dict[str, list[dict]] = {c: [] for c in (classes or categories)}
+    for row in rows:
+        present = {inst["category"] for inst in json.loads(row["instances"])}
+        for name, chosen in picked.items():
+            if name in present and len(chosen) < per_class:
+                chosen.append(row)
+    return picked
+
+
+def class_rows_figure(picked: Mapping[str, Sequence[dict]], per_class: int,
+                      draw: Callable[[object, dict, str], None],
+                      unreadable: tuple[type[Exception], ...], cell: tuple[float, float] = (1.4, 1.4),
+                      empty: str = "no kept sample") -> Figure:
+    """A grid of samples, one row per class of ``picked`` (``rows_per_class``), the class name as
+    row label and each sample's id as its title; ``draw(ax, row, class)`` draws one sample (with
+    its class highlighted). A sample ``draw`` cannot read (it raises one of ``unreadable``) is
+    logged and shows as an "unreadable" cell, so the grid still matches the list of samples shown.
+    ``cell``: inches per sample (width, height)."""
+    n_rows, n_cols = len(picked), per_class
+    fig = Figure(figsize=(cell[0] * n_cols + 1.0, cell[1] * n_rows))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for r, (name, rows) in enumerate(picked.items()):
+        axes[r, 0].text(-0.08, 0.5, plain_text(name), transform=axes[r, 0].transAxes, ha="right",
+                        va="center", fontsize=10)
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_frame_on(False)
+            if c >= len(rows):
+                continue
+            try:
+                draw(ax, rows[c], name)
+                ax.set_title(f"#{rows[c]['id']}", fontsize=7, pad=2)
+            except unreadable as exc:
+                log.warning("grid of samples per class: %s", exc)
+                ax.text(0.5, 0.5, f"#{rows[c]['id']}\nunreadable", ha="center", va="center",
+                        fontsize=7, transform=ax.transAxes)
+        if not rows:
+            axes[r, 0].text(0.5, 0.5, plain_text(empty), ha="center", va="center", fontsize=8,
+                            transform=axes[r, 0].transAxes)
+    fig.subplots_adjust(wspace=0.05, hspace=0.3)
+    return fig
 
 
 def _labels(texts: Sequence) -> list[str]:

@@ -1,6 +1,8 @@
-"""Bias-audit presets as data: the groups an audit compares and the attributes it leaves open.
+"""Bias-audit presets as data: the groups an audit compares, the attributes it leaves open, and
+the modality of the datasets it audits.
 
-Light on purpose (no torch): configs validate ``AuditSpec.preset`` against ``PRESET_NAMES``.
+Light on purpose (no torch): configs validate ``AuditSpec.preset`` against ``PRESET_NAMES`` and
+``AuditSpec.method`` against the preset's ``AUDIT_METHODS``.
 """
 
 from __future__ import annotations
@@ -8,14 +10,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from augment.audio.world import CLASS_PHRASES, PITCHES
 from augment.image.world import CLASSES, COLOURS, PALETTE
+
+AUDIT_METHODS: dict[str, tuple[str, ...]] = {"image": ("checker", "clip"),
+                                             "audio": ("classifier", "clap")}
+"""Who may classify an audited attribute, per modality; the first is the default. Images: the
+shapes checker or zero-shot CLIP; audio: the embedded tones classifier or zero-shot CLAP."""
 
 
 @dataclass(frozen=True)
 class AttributeSpec:
     """An audited attribute: its values, one zero-shot prompt per value (same order), the target
     distribution (None = uniform), and the RGB (0-255) a chart draws a value in (None = CSS colour
-    names where the values are colours, else a default cycle)."""
+    names where the values are colours, else a default cycle). A prompt may hold ``{condition}``,
+    which stands for the phrase of the group being classified ("a high {condition}" reads "a high
+    beep" in the beep group)."""
 
     name: str
     values: tuple[str, ...]
@@ -32,11 +42,18 @@ class AttributeSpec:
 @dataclass(frozen=True)
 class BiasPreset:
     """An audit as data: ``conditions`` maps each group to its prompt or layout phrase, which
-    leaves every attribute in ``attributes`` open."""
+    leaves every attribute in ``attributes`` open; ``modality``: the datasets it audits (a key of
+    ``AUDIT_METHODS``)."""
 
     name: str
     conditions: Mapping[str, str]
     attributes: tuple[AttributeSpec, ...]
+    modality: str = "image"
+
+    def __post_init__(self):
+        if self.modality not in AUDIT_METHODS:
+            raise ValueError(f"preset {self.name!r}: unknown modality {self.modality!r}; allowed: "
+                             f"{list(AUDIT_METHODS)}")
 
 
 SHAPES_COLOUR_PRESET = BiasPreset(
@@ -92,7 +109,26 @@ Limits: read the numbers as relative comparisons between generators and not as g
   and exclude images with zero or several, counting the exclusions.
 """
 
-PRESETS: dict[str, BiasPreset] = {p.name: p for p in (SHAPES_COLOUR_PRESET, T2I_SOCIAL_PRESET)}
+TONES_PITCH_PRESET = BiasPreset(
+    name="tones-pitch",
+    conditions=dict(CLASS_PHRASES),
+    # the words of augment.audio.soundscape.Event.phrase ("a high beep"), which pitch-conditioned
+    # generators and CLAP verification use; the audit wraps them in augment.audio.clap.TEMPLATE
+    attributes=(AttributeSpec("pitch", PITCHES, tuple(f"a {p} {{condition}}" for p in PITCHES)),),
+    modality="audio",
+)
+"""Pitch band given event class, for the embedded audio generator. The audit job leaves every
+event's pitch band open (``soundscape.pitch_unspecified: 1.0``); each event is cut out of its
+soundscape and its band (low / mid / high) classified by the embedded tones classifier or zero-shot
+by CLAP. The target is uniform. The known answer is ``augment.audio.world.PLANTED_SKEW``: in
+tones-tiny's training data beeps are high-pitched 60% of the time, so its beeps come out high
+about that often (more at few sampling steps: guidance sharpens the prior). Every other class is
+uniform in the training data, but a generator need not keep that when the pitch is dropped, so only
+the beep group is a known answer. A tones-world set drawn with open pitches is on target (uniform
+by construction): the control."""
+
+PRESETS: dict[str, BiasPreset] = {p.name: p for p in (SHAPES_COLOUR_PRESET, T2I_SOCIAL_PRESET,
+                                                      TONES_PITCH_PRESET)}
 """Presets by name, as ``AuditSpec.preset`` names them."""
 
 PRESET_NAMES = tuple(PRESETS)

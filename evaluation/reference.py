@@ -14,6 +14,7 @@ import numpy as np
 from augment.core.io import atomic_write_bytes
 from evaluation.config import EvalSpec
 from evaluation.features import Extractor, SetFeatures, compute_features
+from evaluation.registry import MODALITIES
 from evaluation.sets import open_set
 
 
@@ -58,10 +59,20 @@ def load_reference_file(path: str | Path, extractor: Extractor) -> Reference:
     return Reference(meta["name"], meta["extractor"], meta["weights"], features, meta["groups"])
 
 
-def reference_from_set(path: str | Path, spec: EvalSpec, extractor: Extractor,
-                       samples_dir: str | Path | None = None) -> tuple[Reference, SetFeatures]:
-    """The reference of a set (``evaluation.sets.open_set``; every sample, kept or not)."""
+def reference_from_set(path: str | Path, spec: EvalSpec, extractor: Extractor | None = None,
+                       samples_dir: str | Path | None = None,
+                       modality: str | None = None) -> tuple[Reference, SetFeatures]:
+    """The reference of a set (``evaluation.sets.open_set``; every sample, kept or not), by
+    ``extractor`` (None: the fidelity extractor of the set's modality); ``modality``: the modality
+    the reference is for, refused when the set is of another."""
     ref_set = open_set(path, samples_dir or spec.reference_images, kept_only=False)
+    if modality is not None and ref_set.modality != modality:
+        raise ValueError(f"reference {path} holds {ref_set.modality} samples; {modality} datasets "
+                         f"need a reference of {modality} samples"
+                         + (" (EvalSpec.audio_reference)" if modality == "audio" else ""))
+    if extractor is None:
+        hooks = MODALITIES.get(ref_set.modality).load_hooks()
+        extractor = hooks.extractors(spec, ref_set, {"fidelity"}).reference()
     feats = compute_features(ref_set, [extractor], spec.cache_dir)
     groups = readable_groups(ref_set.groups, feats.rows)
     return (Reference(ref_set.name, extractor.name, extractor.weights,
@@ -69,11 +80,12 @@ def reference_from_set(path: str | Path, spec: EvalSpec, extractor: Extractor,
                       [str(ref_set.files[r]) for r in feats.rows]), feats)
 
 
-def load_reference(path: str | Path, spec: EvalSpec, extractor: Extractor) -> Reference:
-    """A reference from a statistics ``.npz`` or from a set."""
+def load_reference(path: str | Path, spec: EvalSpec, extractor: Extractor,
+                   modality: str | None = None) -> Reference:
+    """A reference from a statistics ``.npz`` or from a set (of ``modality``, when given)."""
     if str(path).endswith(".npz"):
         return load_reference_file(path, extractor)
-    return reference_from_set(path, spec, extractor)[0]
+    return reference_from_set(path, spec, extractor, modality=modality)[0]
 
 
 def readable_groups(groups: dict[str, list[int]], rows: np.ndarray) -> dict[str, list[int]]:

@@ -8,9 +8,19 @@ table and the report read directions, units and plots from these declarations (`
 Adding a metric is one new module (its compute function) plus one ``METRICS.add``.
 
 Needs a metric can name: ``fidelity`` (the fidelity extractor's arrays of the set: ``features``
-(N, D), ``logits`` (N, C)), ``reference`` (the reference's fidelity features), and what the set's
-modality can extract (images: ``clip``, the CLIP image and instance-crop embeddings; ``checker``,
-the shapes checker's maps, for shapes-world sets). A metric whose needs are not met is skipped.
+(N, D), ``logits`` (N, C)), ``reference`` (the reference's fidelity features), a modality's name
+(``image``, ``audio``: met by that modality's sets only), and what the set's modality can extract
+(images: ``clip``, the CLIP image and instance-crop embeddings; ``checker``, the shapes checker's
+maps, for shapes-world sets; audio: ``classifier``, the embedded tones classifier per file;
+``events``, the classifier over labelled events and sliding over each file; ``clap`` and
+``clap_events``, CLAP embeddings of files and events). A metric whose needs are not met is
+skipped; one that needs another modality is skipped silently.
+
+One implementation, a name per modality: a figure's name says what it is, so the Frechet distance
+of an image set's features is ``fid`` and of an audio set's ``fad``. Both metrics call the same
+function (``evaluation.fidelity.score_fid``, which names the figure); the modality need picks the
+one that runs. Figures computed the same way for any embedding (precision/recall, density/coverage,
+Vendi, memorization) keep one name; the ``extractor`` column says whose embedding.
 
 This module is light on purpose (no torch): configs validate ``EvalSpec.metrics`` against it.
 """
@@ -121,13 +131,22 @@ def selectable() -> tuple[str, ...]:
 # Built-in entries ---------------------------------------------------------------------------------
 # Registration order is the order of the rows in metrics.csv.
 _VS_REFERENCE = ("fidelity", "reference")
-METRICS.add(Metric("fid", compute="evaluation.fidelity:score_fid", needs=_VS_REFERENCE,
+_IMAGE_VS_REFERENCE = ("image",) + _VS_REFERENCE
+_AUDIO_VS_REFERENCE = ("audio",) + _VS_REFERENCE
+METRICS.add(Metric("fid", compute="evaluation.fidelity:score_fid", needs=_IMAGE_VS_REFERENCE,
                    figures=(FigureSpec("fid", False),)))
 METRICS.add(Metric("fid_infinity", compute="evaluation.fidelity:score_fid_infinity",
-                   needs=_VS_REFERENCE, default=False,
+                   needs=_IMAGE_VS_REFERENCE, default=False,
                    figures=(FigureSpec("fid_infinity", False),)))
-METRICS.add(Metric("kid", compute="evaluation.fidelity:score_kid", needs=_VS_REFERENCE,
+METRICS.add(Metric("kid", compute="evaluation.fidelity:score_kid", needs=_IMAGE_VS_REFERENCE,
                    figures=(FigureSpec("kid", False),)))
+METRICS.add(Metric("fad", compute="evaluation.audio.fidelity:score_fad", needs=_AUDIO_VS_REFERENCE,
+                   figures=(FigureSpec("fad", False),)))
+METRICS.add(Metric("fad_infinity", compute="evaluation.audio.fidelity:score_fad_infinity",
+                   needs=_AUDIO_VS_REFERENCE, default=False,
+                   figures=(FigureSpec("fad_infinity", False),)))
+METRICS.add(Metric("audio_kid", compute="evaluation.audio.fidelity:score_audio_kid",
+                   needs=_AUDIO_VS_REFERENCE, figures=(FigureSpec("audio_kid", False),)))
 METRICS.add(Metric("prc", compute="evaluation.fidelity:score_prc", needs=_VS_REFERENCE,
                    figures=(FigureSpec("precision", True, "share"),
                             FigureSpec("recall", True, "share"))))
@@ -138,23 +157,39 @@ METRICS.add(Metric("memorization", compute="evaluation.memorization:score_memori
                    needs=_VS_REFERENCE,
                    figures=(FigureSpec("memorization_rate", False, "share"),
                             FigureSpec("near_duplicate_rate", False, "share"))))
-METRICS.add(Metric("is", compute="evaluation.fidelity:score_is",
+METRICS.add(Metric("is", compute="evaluation.fidelity:score_is", needs=("image", "fidelity"),
                    figures=(FigureSpec("inception_score", True),)))
+METRICS.add(Metric("audio_is", compute="evaluation.audio.fidelity:score_audio_is",
+                   needs=("audio", "classifier"), figures=(FigureSpec("audio_is", True),)))
 METRICS.add(Metric("diversity", compute="evaluation.diversity:score_diversity",
                    figures=(FigureSpec("vendi", True, "effective samples"),
                             FigureSpec("mean_pairwise_distance", True, "cosine distance"))))
-METRICS.add(Metric("clip", compute="evaluation.image.clip_alignment:score_clip", needs=("clip",),
+METRICS.add(Metric("clip", compute="evaluation.image.clip_alignment:score_clip",
+                   needs=("image", "clip"),
                    figures=(FigureSpec("clip_score", True), FigureSpec("clip_score_100", True),
                             FigureSpec("clip_crop_accuracy", True, "share"))))
 METRICS.add(Metric("layout", compute="evaluation.image.layout_fidelity:score_layout",
-                   needs=("checker",),
+                   needs=("image", "checker"),
                    figures=(FigureSpec("layout_miou", True, "IoU"),
                             FigureSpec("layout_colour_accuracy", True, "share"),
                             FigureSpec("layout_box_recall_iou50", True, "share"),
                             FigureSpec("layout_iou", True, "IoU"))))
-METRICS.add(Metric("unreadable", compute="evaluation.evaluate:score_unreadable", needs=(),
-                   default=False, always=True,
+METRICS.add(Metric("label_consistency",
+                   compute="evaluation.audio.events:score_label_consistency",
+                   needs=("audio", "events"),
+                   figures=(FigureSpec("label_consistency", True, "share"),)))
+METRICS.add(Metric("event_f1", compute="evaluation.audio.events:score_event_f1",
+                   needs=("audio", "events"), figures=(FigureSpec("event_f1", True),)))
+METRICS.add(Metric("clap", compute="evaluation.audio.clap_alignment:score_clap",
+                   needs=("audio", "clap"),
+                   figures=(FigureSpec("clap_score", True, "cosine"),
+                            FigureSpec("clap_zero_shot_accuracy", True, "share"))))
+METRICS.add(Metric("unreadable", compute="evaluation.evaluate:score_unreadable",
+                   needs=("image",), default=False, always=True,
                    figures=(FigureSpec("unreadable_images", False, "files"),)))
+METRICS.add(Metric("unreadable_audio", compute="evaluation.evaluate:score_unreadable_audio",
+                   needs=("audio",), default=False, always=True,
+                   figures=(FigureSpec("unreadable_audio", False, "files"),)))
 AUDITS.add(Reported("bias", figures=(  # evaluation.bias.bias_figures, one per STATISTICS entry
     FigureSpec("bias_normalised_entropy", True),  # 1 = uniform
     FigureSpec("bias_kl_divergence", False, "nats"),
@@ -162,3 +197,4 @@ AUDITS.add(Reported("bias", figures=(  # evaluation.bias.bias_figures, one per S
     FigureSpec("bias_max_min_ratio", False))))
 MODALITIES.add(Modality("image", hooks="evaluation.image.hooks:IMAGE",
                         suffixes=(".png", ".jpg", ".jpeg", ".webp", ".bmp")))
+MODALITIES.add(Modality("audio", hooks="evaluation.audio.hooks:AUDIO", suffixes=(".wav", ".flac")))

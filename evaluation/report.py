@@ -1,9 +1,10 @@
 """Human-readable report of one or several evaluated datasets: ``summary.md`` and ``report.html``.
 
-``report.html`` is self-contained: inline CSS, every figure a ``data:image/png;base64`` URI, no
-script, no external URL, so it opens offline. Every text from data (captions, prompts, names,
-details) is HTML-escaped: captions and prompts are untrusted input. ``summary.md`` escapes ``<``,
-``>`` and ``&`` as entities too, so a Markdown renderer that allows raw HTML shows them as text.
+``report.html`` is self-contained: inline CSS, every figure a ``data:image/png;base64`` URI and
+every sound (the players of audio samples) a ``data:audio/wav;base64`` URI, no script, no external
+URL, so it opens offline. Every text from data (captions, prompts, names, details) is HTML-escaped:
+captions and prompts are untrusted input. ``summary.md`` escapes ``<``, ``>`` and ``&`` as
+entities too, so a Markdown renderer that allows raw HTML shows them as text.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ th { background: #f3f3f3; } td.best { font-weight: bold; background: #dff3df; }
 td.tie { background: #f4f9e6; } .note { color: #8a5a00; }
 .pictures { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 .pictures.cols { display: grid; } figure { margin: 0; } img { max-width: 100%; }
+audio { display: block; width: 100%; min-width: 12em; height: 2em; }
 figcaption { font-size: 0.8em; color: #555; max-width: 40em; }
 nav a { margin-right: 1em; }
 """
@@ -251,6 +253,10 @@ def _markdown(report: _Report) -> str:
             out += [", ".join(f"{_md_text(k)}: {_md_text(_text(v))}"
                               for k, v in part.overview.items()), ""]
         out += [markdown_table(_figures(rows, full=False)), ""]
+        players = [p.caption for p in (part.pictures if part else []) if p.audio is not None]
+        if players:
+            out += [f"{len(players)} audio player(s) in report.html: "
+                    + "; ".join(_md_text(c) for c in players), ""]
     for section in report.sections:
         out += [f"## {_md_text(section.title)}", ""]
         if section.text:
@@ -258,7 +264,10 @@ def _markdown(report: _Report) -> str:
         if section.table is not None:
             out += [markdown_table(section.table), ""]
         if section.images:
-            out += [f"({len(section.images)} figure(s) in report.html)", ""]
+            sounds = sum(p.audio is not None for p in section.images)
+            out += [f"({len(section.images)} figure(s)"
+                    + (f", {sounds} with an audio player," if sounds else "")
+                    + " in report.html)", ""]
     out += ["Per-group figures, plots and samples: report.html; every figure: metrics.csv.", ""]
     return "\n".join(out)
 
@@ -283,16 +292,25 @@ def html_table(table: pd.DataFrame) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _figure(p: Picture) -> str:
+    """A picture, with an inline player when it carries a sound (no script: the browser's own)."""
+    out = f'<figure><img src="data:image/png;base64,{_b64(p.png)}" alt="{_e(p.caption)}">'
+    if p.audio is not None:
+        out += (f'<audio controls preload="none" src="data:audio/wav;base64,{_b64(p.audio)}">'
+                "</audio>")
+    return out + f"<figcaption>{_e(p.caption)}</figcaption></figure>"
+
+
 def _pictures(pictures: Sequence[Picture], columns: int = 0) -> str:
     cls, style = "pictures", ""
     if columns:
         cls += " cols"
         style = f' style="grid-template-columns: repeat({int(columns)}, auto)"'
-    figures = "".join(
-        f'<figure><img src="data:image/png;base64,{base64.b64encode(p.png).decode("ascii")}" '
-        f'alt="{_e(p.caption)}"><figcaption>{_e(p.caption)}</figcaption></figure>'
-        for p in pictures)
-    return f'<div class="{cls}"{style}>{figures}</div>'
+    return f'<div class="{cls}"{style}>{"".join(_figure(p) for p in pictures)}</div>'
 
 
 def _paragraphs(text: str) -> str:
@@ -308,8 +326,12 @@ def _html_dataset(report: _Report, part: _DatasetPart, anchor: str) -> str:
     out += [f'<p class="note">{_e(n)}</p>' for n in part.notes]
     if len(rows):
         out += ["<h3>Overall figures</h3>", html_table(_figures(rows, full=False))]
-    if part.pictures:
-        out += ["<h3>Samples and class balance</h3>", _pictures(part.pictures)]
+    figures = [p for p in part.pictures if p.audio is None]
+    players = [p for p in part.pictures if p.audio is not None]
+    if figures:
+        out += ["<h3>Samples and class balance</h3>", _pictures(figures)]
+    if players:
+        out += ["<h3>Listen: samples per class</h3>", _pictures(players)]
     if part.captions is not None and len(part.captions):
         out += ["<h3>Captions of the samples shown</h3>", html_table(part.captions)]
     return "".join(out) + "</section>"

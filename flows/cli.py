@@ -113,7 +113,7 @@ def run_id(prefix: str) -> str:
 
 
 ReferenceOption = typer.Option(None, "--reference", "-r",
-                               help="Image folder, dataset, COCO .json or stats .npz.")
+                               help="Image or audio folder, dataset, COCO .json or stats .npz.")
 EvalConfigOption = typer.Option(None, "--config", help="YAML EvalSpec.")
 
 
@@ -127,14 +127,15 @@ def _print_metrics(metrics_csv: str) -> None:
 
 @app.command()
 def evaluate(
-    dataset: Path = typer.Argument(..., help="Synthmill dataset folder (or an image folder)."),
+    dataset: Path = typer.Argument(..., help="Synthmill dataset folder (or an image or audio folder)."),
     reference: Optional[str] = ReferenceOption,
     config: Optional[Path] = EvalConfigOption,
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default reports/<run-id>)."),
     overrides: Optional[list[str]] = SetOption,
 ) -> None:
-    """FID, KID, IS, precision/recall, CLIP alignment, layout fidelity, diversity, memorization:
-    each with N and a confidence interval; writes metrics.csv, summary.md and report.html."""
+    """FID, KID, IS, precision/recall, CLIP alignment, layout fidelity, diversity, memorization
+    (images); FAD, KID, audio IS, label consistency, event F1, CLAP alignment (audio): each with N
+    and a confidence interval; writes metrics.csv, summary.md and report.html."""
 
     spec = guarded(load_with_overrides, config, EvalSpec, overrides)
     rid = run_id(f"eval-{dataset.name}")
@@ -186,18 +187,18 @@ def report_cmd(
 
 @app.command()
 def reference(
-    source: Path = typer.Argument(..., help="Image folder, synthmill dataset or COCO .json."),
+    source: Path = typer.Argument(..., help="Image or audio folder, synthmill dataset or COCO .json."),
     out: Path = typer.Option(..., "--out", help="Output .npz of reference features."),
     images: Optional[Path] = typer.Option(None, "--images", help="Image folder of a COCO file."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML EvalSpec (extractor)."),
     overrides: Optional[list[str]] = SetOption,
 ) -> None:
-    """Compute a reference set's features once; pass the .npz to --reference afterwards."""
+    """Compute a reference set's features once (by the fidelity extractor of its modality); pass
+    the .npz to --reference afterwards."""
     from evaluation.reference import reference_from_set, save_reference
-    from evaluation.image.extractors import fidelity_extractor
 
     spec = guarded(load_with_overrides, config, EvalSpec, overrides)
-    ref, _ = guarded(reference_from_set, source, spec, guarded(fidelity_extractor, spec), images)
+    ref, _ = guarded(reference_from_set, source, spec, None, images)
     save_reference(ref, out)
     typer.echo(f"saved {len(ref.features)} reference features ({ref.extractor}) to {out}")
 

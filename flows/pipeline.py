@@ -29,7 +29,7 @@ def pipeline(config: RunConfig, report_dir: str, run_info: dict) -> dict:
             print(f"{job.name}: no evaluation of {job.modality} datasets yet; generated only")
             continue
         references = config.named("reference", job.modality)
-        reference = config.evaluate.reference or (
+        reference = config.evaluate.reference_for(job.modality) or (
             str(dataset_dir(references[0], config.out)) if references else None)
         datasets.append(str(dataset_dir(job, config.out)))
         parts.append(evaluate_task(datasets[-1], config.evaluate, reference,

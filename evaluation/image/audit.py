@@ -48,6 +48,7 @@ def _clip_colours(dataset: Path, instances: pd.DataFrame, eval_spec: EvalSpec,
 def run_audit(dataset: str | Path, spec: AuditSpec,
               eval_spec: EvalSpec) -> tuple[list[Figure], pd.DataFrame, list[GroupAudit]]:
     """(figures, distribution DataFrame, audits) of the preset's attribute within each group."""
+    spec.check_modality("image", str(dataset))
     preset = PRESETS[spec.preset]
     attribute = preset.attributes[0]
     instances = unspecified_instances(dataset)

@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 from matplotlib import patheffects
-from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
 from augment.image.dataset import (SampleReadError, exported_rows, mask_xyxy, read_image,
                                    read_label_map, visible_instances)
-from evaluation.plots import Picture, class_balance, figure_png, plain_text
-
-log = logging.getLogger(__name__)
+from evaluation.plots import (Picture, class_balance, class_rows_figure, figure_png,
+                             rows_per_class)
 
 _HIGHLIGHT = "#ffd400"  # the row's class; over a black stroke, so it reads on any colour
 _STROKE = [patheffects.withStroke(linewidth=2.2, foreground="black")]
@@ -31,22 +28,9 @@ def grid_samples(dataset_dir: str | Path, per_class: int = 4,
     """The kept manifest rows ``sample_grid`` shows: per class, the first ``per_class`` samples
     (by id) holding an instance of it. ``classes`` defaults to the dataset's categories."""
     root = Path(dataset_dir)
-    if per_class < 1:
-        raise ValueError(f"per_class must be >= 1, got {per_class}")
     categories = json.loads((root / "dataset.json").read_text())["categories"]
-    unknown = sorted(set(classes or []) - set(categories))
-    if unknown:
-        raise ValueError(f"{root}: classes {unknown} are not among its categories {categories}")
-    rows = exported_rows(pd.read_parquet(root / "manifest.parquet"))
-    if not rows:
-        raise ValueError(f"{root}: no kept samples to show")
-    picked: dict[str, list[dict]] = {c: [] for c in (classes or categories)}
-    for row in rows:
-        present = {inst["category"] for inst in json.loads(row["instances"])}
-        for name, chosen in picked.items():
-            if name in present and len(chosen) < per_class:
-                chosen.append(row)
-    return picked
+    return rows_per_class(exported_rows(pd.read_parquet(root / "manifest.parquet")), classes,
+                          per_class, categories, root)
 
 
 def _draw_sample(ax, root: Path, row: dict, highlight: str, outlines: bool) -> None:
@@ -80,31 +64,9 @@ def sample_grid(dataset_dir: str | Path, per_class: int = 4,
     """
     root = Path(dataset_dir)
     outlines = json.loads((root / "dataset.json").read_text()).get("labels", "masks") == "masks"
-    picked = grid_samples(root, per_class, classes)
-    n_rows, n_cols = len(picked), per_class
-    fig = Figure(figsize=(1.4 * n_cols + 1.0, 1.4 * n_rows))
-    axes = fig.subplots(n_rows, n_cols, squeeze=False)
-    for r, (name, rows) in enumerate(picked.items()):
-        axes[r, 0].text(-0.08, 0.5, plain_text(name), transform=axes[r, 0].transAxes, ha="right",
-                        va="center", fontsize=10)
-        for c in range(n_cols):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_frame_on(False)
-            if c >= len(rows):
-                continue
-            try:
-                _draw_sample(ax, root, rows[c], name, outlines)
-                ax.set_title(f"#{rows[c]['id']}", fontsize=7, pad=2)
-            except (SampleReadError, ValueError) as exc:
-                log.warning("sample grid of %s: %s", root, exc)
-                ax.text(0.5, 0.5, f"#{rows[c]['id']}\nunreadable", ha="center", va="center",
-                        fontsize=7, transform=ax.transAxes)
-        if not rows:
-            axes[r, 0].text(0.5, 0.5, "no kept sample", ha="center", va="center", fontsize=8,
-                            transform=axes[r, 0].transAxes)
-    fig.subplots_adjust(wspace=0.05, hspace=0.25)
+    fig = class_rows_figure(grid_samples(root, per_class, classes), per_class,
+                            lambda ax, row, name: _draw_sample(ax, root, row, name, outlines),
+                            (SampleReadError, ValueError))
     return figure_png(fig)
 
 

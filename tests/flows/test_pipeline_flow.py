@@ -30,8 +30,10 @@ def pipeline_run(prefect_harness, tmp_path_factory):
                    verify=dict(enabled=False)),
               dict(name="main-audit", role="audit", extends="main", num_samples=128, seed=7,
                    layout=dict(objects_per_image=(2, 3), colour_unspecified=1.0)),
-              dict(name="sounds", modality="audio", num_samples=3, shard_size=3,
-                   model=dict(backend="tones-world"), soundscape=dict(duration=2.0))],
+              dict(name="sounds", modality="audio", num_samples=4, shard_size=4,
+                   model=dict(backend="tones-world"), soundscape=dict(duration=2.0)),
+              dict(name="sounds-real", role="reference", extends="sounds", num_samples=8,
+                   shard_size=8, seed=1000)],
         audits=[dict(dataset="main-audit")],
         evaluate=EvalSpec(cache_dir=str(out / "cache"), bootstrap_rounds=20, kid_subset_size=16,
                           min_group_size=4, reports_dir=str(out / "reports")),
@@ -45,10 +47,16 @@ def pipeline_run(prefect_harness, tmp_path_factory):
 def test_pipeline_generates_every_dataset_and_writes_the_report(pipeline_run):
     config, report_dir, result = pipeline_run
     names = sorted(p["path"].rsplit("/", 1)[-1] for p in result["generate"])
-    assert names == sorted(["main", "noguidance", "real", "main-audit", "sounds"])
+    assert names == sorted(["main", "noguidance", "real", "main-audit", "sounds", "sounds-real"])
     assert all(s["counts"]["samples"] > 0 for s in result["generate"])
     metrics = pd.read_csv(report_dir / "metrics.csv")
-    assert "sounds" not in set(metrics["dataset"])  # generated; audio evaluation is not there yet
+    # the audio job is scored against the audio reference job of the run, the images unaffected
+    sounds = metrics[metrics.dataset == "sounds"]
+    fad = sounds[(sounds.metric == "fad") & (sounds.group == "all")]
+    assert len(fad) == 1 and fad.reference.iloc[0].endswith("sounds-real") and fad.n.iloc[0] == 4
+    assert {"audio_is", "event_f1", "label_consistency"} <= set(sounds.metric)
+    assert not {"fid", "kid"} & set(sounds.metric) and "fad" not in set(metrics.metric[
+        metrics.dataset != "sounds"])
     # both compared datasets have fidelity figures against the real reference, with N and a CI
     for dataset in ("main", "noguidance"):
         fid = metrics[(metrics.dataset == dataset) & (metrics.metric == "fid") & (metrics.group == "all")]
