@@ -1,6 +1,10 @@
 """Line up several evaluated runs: one row per dataset, one column per metric, best and ties marked.
 
-Tie rule: in each column the best finite value is marked ``best``; another run is a ``tie`` when
+Runs are ranked only against runs whose figure came from the same extractor (the ``extractor``
+column of metrics.csv): an image set and an audio set may share the precision column, but neither
+is "best" against the other.
+
+Tie rule: in each column, among runs of one extractor, the best finite value is marked ``best``; another run is a ``tie`` when
 its interval overlaps an interval of a best run (``lo_a <= hi_b and lo_b <= hi_a``). A run without
 an interval, or a column whose best run has none, makes no tie claim. Overlapping intervals do not
 show two runs are equal; they show this evaluation cannot rank them. Which way is better is the
@@ -107,11 +111,18 @@ def comparison_table(metrics: pd.DataFrame, directions: Mapping[str, bool] | Non
     datasets = list(dict.fromkeys(metrics["dataset"]))
     columns: dict[str, list[Cell | None]] = {}
     for (metric, group), part in rows.groupby(["metric", "group"], sort=False):
-        by_dataset = {r.dataset: Cell(float(r.value), float(r.ci_low), float(r.ci_high), int(r.n))
-                      for r in part.itertuples()}
         higher = directions.get(metric, higher_is_better(metric))
-        columns[column_name(metric, group)] = mark_column([by_dataset.get(d) for d in datasets],
-                                                          higher)
+        column: list[Cell | None] = [None] * len(datasets)
+        # figures are ranked only among runs measured by the same extractor (an image set's
+        # precision and an audio set's share a column, never a "best")
+        kinds = part.groupby("extractor", sort=False, dropna=False) if "extractor" in part else [
+            (None, part)]
+        for _, same in kinds:
+            by_dataset = {r.dataset: Cell(float(r.value), float(r.ci_low), float(r.ci_high),
+                                          int(r.n)) for r in same.itertuples()}
+            marked = mark_column([by_dataset.get(d) for d in datasets], higher)
+            column = [m if m is not None else c for m, c in zip(marked, column)]
+        columns[column_name(metric, group)] = column
     table = pd.DataFrame(columns, index=pd.Index(datasets, name="dataset"), dtype=object)
     if runs is None:
         return table

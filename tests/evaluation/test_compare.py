@@ -55,6 +55,19 @@ def test_higher_is_better_marks_best_and_overlapping_tie():
     assert marks(comparison_table(metrics), "precision") == {"A": "", "B": "best", "C": "tie"}
 
 
+def test_runs_are_ranked_only_among_runs_of_the_same_extractor():
+    images = rows("precision", {"A": (0.5, 0.45, 0.55), "B": (0.8, 0.75, 0.85)})
+    audio = rows("precision", {"S": (1.0, 0.95, 1.0), "T": (0.6, 0.5, 0.7)})
+    for r in audio:
+        r["extractor"] = "tones-classifier"
+    table = comparison_table(pd.DataFrame(images + audio))
+    assert marks(table, "precision") == {"A": "", "B": "best", "S": "best", "T": ""}
+    alone = rows("precision", {"C": (0.9, 0.85, 0.95)})
+    alone[0]["extractor"] = "tones-classifier"
+    table = comparison_table(pd.DataFrame(images + alone))
+    assert marks(table, "precision") == {"A": "", "B": "best", "C": ""}  # one run is best at nothing
+
+
 def test_missing_interval_claims_no_tie():
     # the best run has no interval: nobody ties with it, however close
     no_best_ci = pd.DataFrame(rows("kid", {"A": (1.0, NAN, NAN), "B": (1.01, 0.5, 1.5)}))
