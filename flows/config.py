@@ -102,6 +102,10 @@ class RunConfig(Strict):
             if self.roles.get(audit.dataset) != "audit":
                 raise ValueError(f"audits.{i}.dataset: {audit.dataset!r} is not a job with "
                                  "role: audit")
+            try:
+                audit.check_modality(self.job(audit.dataset).modality, audit.dataset)
+            except ValueError as exc:
+                raise ValueError(f"audits.{i}.{exc}") from None
         return self
 
     def role(self, job) -> str:
