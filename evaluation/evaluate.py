@@ -77,22 +77,26 @@ def evaluate_dataset(dataset: str | Path, spec: EvalSpec, reference: str | Path 
 NEED_HINTS = {"reference": "set evaluate.reference or add a job with role: reference",
               "clap": "set evaluate.clap_model to a local CLAP checkpoint folder",
               "checker": "shapes-world sets only"}
-"""What a user can do about a need a metric names (the skip warning says it)."""
+"""What a user can do about a need a metric names (the skip message says it)."""
+
+OPTIONAL_NEEDS = {"clap"}
+"""Needs met only by a model the user chooses to give (no embedded CLAP): a metric skipped for
+them alone is said at INFO level, not warned about on every run of the embedded default."""
 
 
 def run_metrics(metrics: list[Metric], inputs: MetricInputs) -> list[Figure]:
     """Every metric's figures, in order; a metric whose needs are not met is skipped and named."""
     met = set(inputs.extractors) | {inputs.sample_set.modality} | (
         {"reference"} if inputs.reference is not None else set())
-    figures, unmet = [], []
+    figures, unmet, optional = [], [], []
     for metric in metrics:
         missing = [need for need in metric.needs if need not in met]
         if any(need in MODALITIES for need in missing):
             continue  # a metric of another modality
         if missing:
-            unmet.append(f"{metric.name} (needs "
-                         + ", ".join(f"{n}: {NEED_HINTS[n]}" if n in NEED_HINTS else n
-                                     for n in missing) + ")")
+            (optional if set(missing) <= OPTIONAL_NEEDS else unmet).append(
+                f"{metric.name} (needs " + ", ".join(
+                    f"{n}: {NEED_HINTS[n]}" if n in NEED_HINTS else n for n in missing) + ")")
             continue
         model = metric.settings_model()
         settings = (model.model_validate(inputs.spec.metric_settings.get(metric.name, {}))
@@ -100,6 +104,8 @@ def run_metrics(metrics: list[Metric], inputs: MetricInputs) -> list[Figure]:
         figures += metric.run(replace(inputs, settings=settings))
     if unmet:
         log.warning("%s: skipped %s", inputs.sample_set.name, "; ".join(unmet))
+    if optional:
+        log.info("%s: skipped %s", inputs.sample_set.name, "; ".join(optional))
     return figures
 
 

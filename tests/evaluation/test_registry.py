@@ -3,6 +3,8 @@ by the metric that writes it; names in configs are checked against the registry.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -155,7 +157,10 @@ def test_each_builtin_metric_writes_only_the_figures_it_declares(datasets, tmp_p
     assert set(table.metric) == set().union(*written_figures.values())
 
 
-def test_a_metric_whose_needs_are_not_met_is_skipped(folders, tmp_path):
-    table = evaluate_dataset(folders["small"], spec_for(tmp_path, metrics=["is", "layout", "fid"])
-                             ).figures  # no layouts (no checker maps) and no reference
+def test_a_metric_whose_needs_are_not_met_is_skipped(folders, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="evaluation.evaluate"):
+        table = evaluate_dataset(folders["small"], spec_for(tmp_path, metrics=["is", "layout", "fid"])
+                                 ).figures  # no layouts (no checker maps) and no reference
     assert set(table.metric) == {"inception_score", "unreadable_images"}
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("fid (needs reference: set evaluate.reference" in m for m in warned), warned

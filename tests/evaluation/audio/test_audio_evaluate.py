@@ -4,6 +4,8 @@ tones-world reference, writing audio rows to metrics.csv."""
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 import pytest
 from pydantic import ValidationError
@@ -43,6 +45,15 @@ def test_clap_alignment_and_clap_fidelity_on_a_tiny_random_clap(tones_scapes, to
     accuracy = table[(table.metric == "clap_zero_shot_accuracy") & (table.group == "all")].iloc[0]
     assert 0 <= accuracy.value <= 1 and accuracy.n > 24  # one row per labelled event
     assert rows.loc["fad", "extractor"] == "clap-clap" and rows.loc["fad", "value"] >= 0
+
+
+def test_without_a_clap_model_clap_is_skipped_quietly(tones_scapes, tones_reference, audio_spec,
+                                                    caplog):
+    with caplog.at_level(logging.INFO, logger="evaluation.evaluate"):
+        table = evaluate_dataset(tones_scapes, audio_spec(), reference=tones_reference).figures
+    assert "fad" in set(table.metric) and "clap_score" not in set(table.metric)
+    said = {r.levelno for r in caplog.records if "skipped clap" in r.getMessage()}
+    assert said == {logging.INFO}  # the embedded default warns about nothing it cannot have
 
 
 def test_audio_settings_name_the_field():
