@@ -26,7 +26,8 @@ class RunnerSpec(Strict):
     """Which Prefect task runner executes shards."""
 
     kind: Literal["threads", "dask", "ray"] = "threads"
-    max_workers: int = Field(1, ge=1, le=1024)
+    max_workers: int = Field(1, ge=1, le=1024, description="Shards in flight: threads, or the "
+                             "worker processes of a local Dask cluster.")
     address: str | None = Field(None, description="Existing Dask scheduler / Ray cluster address.")
 
 
