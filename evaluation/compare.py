@@ -21,6 +21,7 @@ from typing import Literal, Mapping, Sequence
 
 import pandas as pd
 
+from augment.core.versions import dataset_label
 from evaluation.registry import figure_spec
 
 Mark = Literal["best", "tie", ""]
@@ -149,7 +150,7 @@ def run_descriptors(dataset_dir: str | Path) -> dict:
     """
     root = Path(dataset_dir)
     manifest = pd.read_parquet(root / "manifest.parquet")
-    out: dict = {"dataset": root.name}
+    out: dict = {"dataset": dataset_label(root)}
     for col in ("backend", "model", "scheduler", "steps", "guidance"):
         if col in manifest:
             values = sorted(manifest[col].dropna().unique().tolist())

@@ -21,6 +21,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from augment.core.io import atomic_write_text
+from augment.core.versions import dataset_label
 from evaluation.compare import (Cell, comparison_table, format_number, higher_is_better,
                                 run_descriptors, runs_table)
 from evaluation.figures import COLUMNS
@@ -123,7 +124,7 @@ def write_report(out_dir: str | Path, metrics: pd.DataFrame, datasets: Sequence[
               "reference": _distinct(metrics["reference"]),
               "extractor": _distinct(metrics["extractor"]), **dict(run_info or {})}
     # the comparison lines up the datasets given (an audit set's rows are a different kind of figure)
-    compared = metrics[metrics["dataset"].isin({Path(d).name for d in datasets})]
+    compared = metrics[metrics["dataset"].isin({dataset_label(d) for d in datasets})]
     comparison = (comparison_table(compared, runs=runs_table(datasets))
                   if compared["dataset"].nunique() > 1 else None)
     report = _Report(title, metrics.reset_index(drop=True), header, comparison,
@@ -155,7 +156,7 @@ def _metric_charts(metrics: pd.DataFrame) -> list[Picture]:
 
 
 def _dataset_part(root: Path, per_class: int) -> _DatasetPart:
-    part = _DatasetPart(root.name)
+    part = _DatasetPart(dataset_label(root))
     if not (root / "manifest.parquet").exists():
         part.notes.append("not a synthmill dataset folder (no manifest.parquet): no samples shown")
         return part

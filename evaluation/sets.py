@@ -17,6 +17,7 @@ from typing import Callable, ClassVar, Iterator
 
 import torch
 
+from augment.core.versions import resolve_dataset
 from evaluation.registry import MODALITIES
 
 DEFAULT_MODALITY = "image"
@@ -81,8 +82,9 @@ def open_set(path: str | Path, samples_dir: str | Path | None = None,
              kept_only: bool = True) -> SampleSet:
     """Open a set by what ``path`` is: a dataset folder (has manifest.parquet), or whatever a
     modality recognises (a folder of its files; an annotation file such as a COCO .json, with its
-    sample files in ``samples_dir``, default: the file's folder)."""
-    path = Path(path)
+    sample files in ``samples_dir``, default: the file's folder). A series of dataset versions
+    (or a bare dataset name under ``datasets/``) means the version its ``latest`` points at."""
+    path = resolve_dataset(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     if path.is_dir() and (path / "manifest.parquet").exists():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from augment.core.versions import dataset_label, resolve_dataset
 from evaluation.bias import audit_summary
 from evaluation.config import AuditSpec, EvalSpec, ReportSpec
 from evaluation.evaluate import evaluate_dataset, figures_table, write_metrics
@@ -23,7 +24,7 @@ def evaluate_one(dataset: str | Path, spec: EvalSpec, reference: str | Path | No
     """Evaluate one dataset into ``out_dir``: metrics.csv, metrics.json, and ``<metric>.json`` for
     each metric that leaves data for the report (memorization.json: the closest pairs)."""
     out_dir = Path(out_dir)
-    result = evaluate_dataset(dataset, spec, reference, out_dir)
+    result = evaluate_dataset(resolve_dataset(dataset), spec, reference, out_dir)
     for name, data in result.extras.items():
         (out_dir / f"{name}.json").write_text(json.dumps(data))
     return out_dir / "metrics.csv"
@@ -31,10 +32,11 @@ def evaluate_one(dataset: str | Path, spec: EvalSpec, reference: str | Path | No
 
 def audit_one(dataset: str | Path, spec: AuditSpec, eval_spec: EvalSpec, out_dir: str | Path) -> Path:
     """Bias audit of ``dataset`` into ``out_dir`` (metrics.csv rows + distribution.csv)."""
+    dataset = resolve_dataset(dataset)
     hooks = MODALITIES.get(dataset_modality(dataset)).load_hooks()
     figures, distribution, audits = hooks.audit(Path(dataset), spec, eval_spec)
     out_dir = Path(out_dir)
-    table = figures_table(figures, Path(dataset).name, "", f"audit:{spec.method}")
+    table = figures_table(figures, dataset_label(dataset), "", f"audit:{spec.method}")
     write_metrics(table, out_dir, {"dataset": str(dataset), "audit": spec.model_dump(mode="json"),
                                    "summary": audit_summary(audits)})
     distribution.to_csv(out_dir / "distribution.csv", index=False)
@@ -46,6 +48,7 @@ def report(metrics_files: list[str | Path], datasets: list[str | Path], out_dir:
            spec: ReportSpec, run_info: dict | None = None) -> dict[str, Path]:
     """Merge per-dataset metrics into ``out_dir/metrics.csv`` and write summary.md + report.html."""
     out_dir = Path(out_dir)
+    datasets = [resolve_dataset(d) for d in datasets]
     table = pd.concat([pd.read_csv(f) for f in metrics_files], ignore_index=True)
     write_metrics(table, out_dir, {"datasets": [str(d) for d in datasets],
                                    "parts": [str(f) for f in metrics_files]})

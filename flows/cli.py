@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
@@ -15,6 +14,7 @@ from augment.config.base import ConfigError
 from evaluation.config import EvalSpec, ReportSpec
 from flows.cli_common import STATE, SetOption, fail, guarded, load_with_overrides
 from flows.config import RunConfig
+from flows.summaries import run_id
 from flows.train_cli import train_app
 
 app = typer.Typer(help="synthmill: labeled synthetic datasets from conditional diffusion models, "
@@ -84,6 +84,33 @@ def run(config: Path = ConfigArg, out: Optional[Path] = OutOption,
 
 
 @app.command()
+def serve(configs: list[Path] = typer.Argument(..., help="Run configs with a schedule: section."),
+          overrides: Optional[list[str]] = SetOption) -> None:
+    """Serve the configs' schedules as Prefect deployments until Ctrl-C (needs a Prefect server:
+    PREFECT_API_URL). Each run writes a new dataset version <out>/<job>/vNNNN and moves
+    <out>/<job>/latest once it succeeded.
+
+    Example: prefect server start --host 127.0.0.1 &  export PREFECT_API_URL=http://127.0.0.1:4200/api
+             synthmill serve configs/nightly.yaml
+    """
+    runs = [(path, guarded(load_with_overrides, path, RunConfig, overrides)) for path in configs]
+    for path, run_config in runs:
+        if run_config.schedule is None:
+            fail(f"{path}: schedule: this config has no schedule: section (see README, "
+                 "\"Schedules\")")
+        if not run_config.jobs:
+            fail(f"{path}: jobs: this config has no job")
+    from flows.schedule import check_server, deployment
+
+    url = guarded(check_server)
+    deployments = [guarded(deployment, run_config, path) for path, run_config in runs]
+    from prefect import serve as prefect_serve
+
+    typer.echo(f"serving {len(deployments)} schedule(s) on {url}; Ctrl-C stops")
+    guarded(prefect_serve, *deployments, print_starting_message=True)
+
+
+@app.command()
 def replay(dataset: Path = typer.Argument(..., help="A synthmill dataset folder."),
            sample_id: int = typer.Argument(..., help="The sample's id (manifest column id)."),
            out: Path = typer.Option(..., "--out", help="File for the sample (.png for images, "
@@ -106,10 +133,6 @@ def replay(dataset: Path = typer.Argument(..., help="A synthmill dataset folder.
         return replay_file(rows.iloc[0].to_dict(), out, device=device)
 
     typer.echo(f"wrote {guarded(one)}")
-
-
-def run_id(prefix: str) -> str:
-    return f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 ReferenceOption = typer.Option(None, "--reference", "-r",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from augment.core.versions import dataset_label
 from evaluation.config import EvalSpec, ReportSpec
 from flows.evaluate import evaluate_task, publish, report_task
 
@@ -14,7 +15,7 @@ from flows.evaluate import evaluate_task, publish, report_task
 @flow(name="compare-datasets", log_prints=True)
 def compare_flow(datasets: list[str], spec: EvalSpec, reference: str | None, out_dir: str,
                  report_spec: ReportSpec, run_info: dict) -> dict:
-    names = [Path(d).name for d in datasets]
+    names = [dataset_label(d) for d in datasets]
     if len(set(names)) != len(names):
         raise ValueError(f"datasets to compare need distinct folder names, got {names}")
     parts = [evaluate_task(d, spec, reference, str(Path(out_dir) / name))

@@ -29,6 +29,60 @@ class RunnerSpec(Strict):
     max_workers: int = Field(1, ge=1, le=1024, description="Shards in flight: threads, or the "
                              "worker processes of a local Dask cluster.")
     address: str | None = Field(None, description="Existing Dask scheduler / Ray cluster address.")
+    gpus_per_shard: float = Field(
+        0, ge=0, description="GPUs one shard reserves: Dask worker resource 'GPU' (start workers "
+                             "with --resources GPU=1), Ray num_gpus; 0 = none asked.")
+    gpu_ids: list[int] | None = Field(
+        None, description="Local Dask cluster with gpus_per_shard: the GPUs its workers get, one "
+                          "each in turn (CUDA_VISIBLE_DEVICES); default: every GPU torch sees.")
+
+    @model_validator(mode="after")
+    def _gpus(self) -> "RunnerSpec":
+        if self.gpus_per_shard and self.kind == "threads":
+            raise ValueError("gpus_per_shard: needs kind dask or ray (threads share this "
+                             "process's devices)")
+        if self.kind == "dask" and not self.address and self.gpus_per_shard > 1:
+            raise ValueError("gpus_per_shard: a local Dask cluster gives each worker one GPU; "
+                             "ask for at most 1")
+        if self.gpu_ids is not None and (self.kind != "dask" or self.address):
+            raise ValueError("gpu_ids: only for a local Dask cluster (kind dask, no address)")
+        return self
+
+
+class ScheduleSpec(Strict):
+    """When ``synthmill serve`` runs this config, and which flow: ``generate`` (a new version of
+    each job's dataset), ``pipeline`` (the same, then evaluation, audits and the report) or
+    ``evaluate`` (the report on the latest versions, generating nothing). Exactly one of ``cron``
+    and ``interval``. Each run writes ``<out>/<job>/vNNNN/`` and moves ``<out>/<job>/latest`` only
+    when it succeeded."""
+
+    flow: Literal["generate", "pipeline", "evaluate"] = "generate"
+    cron: str | None = Field(None, description="Cron expression, e.g. '0 3 * * *' (03:00 daily).")
+    interval: float | None = Field(None, gt=0, description="Seconds between runs.")
+    timezone: str = Field("UTC", description="IANA time zone of the cron expression.")
+    name: str | None = Field(None, description="Deployment name (default: the config file's stem).")
+    reseed: bool = Field(True, description="Version n draws from seed + n - 1 (new data each run); "
+                                           "false: every version repeats the same samples.")
+    jobs: list[str] | None = Field(None, description="Generate only these jobs (generate flow).")
+
+    @model_validator(mode="after")
+    def _when(self) -> "ScheduleSpec":
+        if (self.cron is None) == (self.interval is None):
+            raise ValueError("give exactly one of cron and interval")
+        if self.cron is not None:
+            from prefect.client.schemas.schedules import CronSchedule  # the check Prefect applies
+
+            try:
+                CronSchedule(cron=self.cron, timezone=self.timezone)
+            except ValueError as exc:
+                raise ValueError(f"cron / timezone: {_first_error(exc)}") from None
+        return self
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    message = errors()[0]["msg"] if callable(errors) else str(exc)
+    return message.removeprefix("Value error, ")
 
 
 def _job(value: Any, handler, info) -> JobBase:
@@ -60,6 +114,7 @@ class RunConfig(Strict):
     audits: list[AuditSpec] = Field(default_factory=list)
     report: ReportSpec = Field(default_factory=ReportSpec)
     runner: RunnerSpec = Field(default_factory=RunnerSpec)
+    schedule: ScheduleSpec | None = Field(None, description="For `synthmill serve`.")
 
     @model_validator(mode="before")
     @classmethod
@@ -99,6 +154,12 @@ class RunConfig(Strict):
             if len(references) > 1:
                 raise ValueError(f"jobs: {modality} has {len(references)} reference jobs "
                                  f"({[j.name for j in references]}); keep one")
+        if self.schedule and self.schedule.jobs:
+            unknown = sorted(set(self.schedule.jobs) - set(names))
+            if unknown:
+                raise ValueError(f"schedule.jobs: no job is named {unknown}; jobs: {names}")
+        if self.schedule and self.schedule.flow != "generate" and self.evaluate is None:
+            raise ValueError(f"schedule.flow: {self.schedule.flow} needs an evaluate: section")
         for i, audit in enumerate(self.audits):
             if self.roles.get(audit.dataset) != "audit":
                 raise ValueError(f"audits.{i}.dataset: {audit.dataset!r} is not a job with "

@@ -18,8 +18,9 @@ from augment.config.base import JobBase
 from augment.core.io import FolderLock
 from augment.core.shards import (dataset_dir, finalize_dataset, generate_shard, pending_shards,
                                  prepare_dataset, shard_ids)
-from flows.config import RunConfig
-from flows.runners import make_task_runner
+from augment.core.versions import open_version, promote
+from flows.config import RunConfig, RunnerSpec
+from flows.runners import make_task_runner, shard_resources
 from flows.summaries import generation_markdown
 
 
@@ -34,15 +35,18 @@ def finalize_task(job: JobBase, root: str, seconds: float) -> dict:
 
 
 @flow(name="generate-dataset", log_prints=True)
-def generate_dataset_flow(job: JobBase, out: str) -> dict:
-    """Generate ``job`` into ``out``/<job name>; resumes an interrupted run of the same job."""
-    root = dataset_dir(job, out)
+def generate_dataset_flow(job: JobBase, out: str, version: str | None = None,
+                          runner: RunnerSpec | None = None) -> dict:
+    """Generate ``job`` into ``out``/<job name> (``/<version>`` for a version of a series);
+    resumes an interrupted run of the same job. ``runner``: what each shard reserves (GPUs)."""
+    root = dataset_dir(job, out, version)
     start = time.perf_counter()
     with FolderLock(root):
-        prepare_dataset(job, out)
+        prepare_dataset(job, out, version)
         shards = pending_shards(job, root)
         done_before = job.num_samples - sum(len(shard_ids(job, s)) for s in shards)
-        futures = [generate_shard_task.submit(job, str(root), s) for s in shards]
+        with shard_resources(runner):
+            futures = [generate_shard_task.submit(job, str(root), s) for s in shards]
         with tqdm(total=job.num_samples, initial=done_before, desc=f"generate {job.name}",
                   unit="sample") as bar:
             for future in as_completed(futures):
@@ -53,9 +57,22 @@ def generate_dataset_flow(job: JobBase, out: str) -> dict:
     return summary
 
 
+@flow(name="generate-dataset-version", log_prints=True)
+def generate_version_flow(job: JobBase, out: str, reseed: bool = True,
+                          runner: RunnerSpec | None = None) -> dict:
+    """Generate the next version of ``job`` under ``out``/<job name>/ and point ``latest`` at it
+    once it is finished (a failed run leaves ``latest`` where it was); shards run on ``runner``."""
+    version, versioned = open_version(job, out, reseed)
+    generate = generate_dataset_flow.with_options(
+        task_runner=make_task_runner(runner or RunnerSpec()))
+    summary = generate(versioned, out, version, runner)
+    summary["latest"] = str(promote(dataset_dir(job, out), version))
+    return summary
+
+
 def run_generate(config: RunConfig, names: list[str] | None = None) -> list[dict]:
     """Generate the config's jobs (those in ``names``, or all), in order, with the task runner
     the config asks for; returns their summaries."""
     jobs = [config.job(name) for name in names] if names else config.jobs
     flow_ = generate_dataset_flow.with_options(task_runner=make_task_runner(config.runner))
-    return [flow_(job, config.out) for job in jobs]
+    return [flow_(job, config.out, runner=config.runner) for job in jobs]

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+
+def run_id(prefix: str) -> str:
+    """``prefix-YYYYmmdd-HHMMSS`` (local time): the name of a run's report folder."""
+    return f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
 
 def generation_markdown(name: str, summary: dict) -> str:
     counts = summary["counts"]

@@ -19,6 +19,7 @@ import soundfile as sf
 import torch
 
 from augment.core.manifest import exported_rows
+from augment.core.versions import resolve_dataset
 
 MANIFEST_COLUMNS = ("id", "audio", "frames", "split", "caption", "layout", "instances", "kept",
                     "status")
@@ -73,7 +74,7 @@ class AudioDataset(torch.utils.data.Dataset):
 
     def __init__(self, root: str | Path, split: str | None = None, kept_only: bool = True,
                  transform: Callable[[dict], dict] | None = None):
-        self.root = Path(root)
+        self.root = resolve_dataset(root)
         info_path = self.root / "dataset.json"
         try:
             info = json.loads(info_path.read_text())

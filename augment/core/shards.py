@@ -106,13 +106,16 @@ def job_fingerprint(job: JobBase) -> str:
     return sha256_text(job.model_dump_json())[:16]
 
 
-def dataset_dir(job: JobBase, out: str | Path) -> Path:
-    return Path(out) / job.name
+def dataset_dir(job: JobBase, out: str | Path, version: str | None = None) -> Path:
+    """``out/<job name>``, or ``out/<job name>/<version>`` for a version of a series
+    (``augment.core.versions``)."""
+    root = Path(out) / job.name
+    return root / version if version else root
 
 
-def prepare_dataset(job: JobBase, out: str | Path) -> Path:
+def prepare_dataset(job: JobBase, out: str | Path, version: str | None = None) -> Path:
     """Create (or re-open for resuming) the dataset folder; refuse one made by another config."""
-    root = dataset_dir(job, out)
+    root = dataset_dir(job, out, version)
     state = root / STATE_DIR / "job.json"
     if state.exists():
         previous = json.loads(state.read_text())
@@ -258,12 +261,13 @@ def summarize(manifest: pd.DataFrame, seconds: float | None = None) -> dict:
 
 
 def generate_dataset(job: JobBase, out: str | Path,
-                     progress: Callable[[int], None] | None = None) -> tuple[Path, dict]:
+                     progress: Callable[[int], None] | None = None,
+                     version: str | None = None) -> tuple[Path, dict]:
     """Library entry point without Prefect: lock, generate pending shards, finalize."""
-    root = dataset_dir(job, out)
+    root = dataset_dir(job, out, version)
     start = time.perf_counter()
     with FolderLock(root):
-        prepare_dataset(job, out)
+        prepare_dataset(job, out, version)
         for shard in range(job.num_shards):
             generate_shard(job, root, shard, progress)
         summary = finalize_dataset(job, root, time.perf_counter() - start)

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from augment.core.manifest import exported_rows as manifest_rows
+from augment.core.versions import resolve_dataset
 
 MANIFEST_COLUMNS = ("id", "image", "semantic_mask", "instance_mask", "split", "caption",
                     "instances", "kept", "status")
@@ -142,7 +143,7 @@ class SynthDataset(torch.utils.data.Dataset):
 
     def __init__(self, root: str | Path, split: str | None = None, kept_only: bool = True,
                  transform: Callable[[dict], dict] | None = None):
-        self.root = Path(root)
+        self.root = resolve_dataset(root)
         info_path = self.root / "dataset.json"
         try:
             info = json.loads(info_path.read_text())

@@ -22,6 +22,7 @@ import torch
 
 from augment.audio.dataset import audio_rows, events_of
 from augment.audio.world import SAMPLE_RATE
+from augment.core.versions import dataset_label
 from evaluation.registry import MODALITIES
 from evaluation.sets import DecodeError, Reader, SampleSet
 
@@ -89,7 +90,7 @@ def open_dataset(root: Path, kept_only: bool) -> AudioSet:
         background = json.loads(row["layout"]).get("background") if row.get("layout") else None
         if background:
             groups.setdefault(f"background={background}", []).append(i)
-    return AudioSet(root.name, root, [root / row["audio"] for row in rows], "synthmill",
+    return AudioSet(dataset_label(root), root, [root / row["audio"] for row in rows], "synthmill",
                     captions=[row["caption"] for row in rows], groups=dict(sorted(groups.items())),
                     events=events, classes=list(info.get("categories", [])))
 

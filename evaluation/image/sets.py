@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from augment.core.versions import dataset_label
 from augment.image.layout_types import Layout
 from evaluation.registry import MODALITIES
 from evaluation.sets import DecodeError, Reader, SampleSet
@@ -87,7 +88,7 @@ def open_dataset(root: Path, kept_only: bool) -> ImageSet:
         if col in rows and rows[col].nunique() > 1:
             for value, idx in rows.groupby(col).groups.items():
                 groups[f"{key}={value}"] = sorted(idx.tolist())
-    return ImageSet(root.name, root, [root / p for p in rows["image"]], "synthmill",
+    return ImageSet(dataset_label(root), root, [root / p for p in rows["image"]], "synthmill",
                     captions=list(rows["caption"]), layouts=list(rows["layout"]), groups=groups)
 
 

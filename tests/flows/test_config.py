@@ -68,3 +68,45 @@ def test_overrides_reach_a_job_by_index_or_name_and_name_the_source():
     n = len(config.jobs)
     with pytest.raises(ConfigError, match=rf"jobs.nope is a list of {n}; give an index \(0..{n - 1}\)"):
         apply_overrides(config, ["jobs.nope.seed=1"], "--set")
+
+
+TRAINING_RECIPES = sorted(CONFIGS[0].parent.joinpath("train").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TRAINING_RECIPES, ids=lambda p: p.name)
+def test_shipped_training_recipes_are_valid(path):
+    from flows.train_cli import TRAINERS
+
+    trainer = next(t for t in TRAINERS if path.name.startswith(t.out.split("/")[-1]))
+    recipe = load_config(path, trainer.spec)
+    assert recipe.model_fields_set  # it says something beyond the defaults
+
+
+@pytest.mark.parametrize("schedule, message", [
+    ({}, "run.yaml: schedule: give exactly one of cron and interval"),
+    ({"cron": "0 3 * * *", "interval": 60}, "give exactly one of cron and interval"),
+    ({"cron": "0 25 * * *"}, "schedule: cron / timezone: Invalid cron string"),
+    ({"cron": "0 3 * * *", "timezone": "Mars/Olympus"}, "Invalid timezone"),
+    ({"interval": 0}, "schedule.interval: Input should be greater than 0"),
+    ({"interval": 60, "jobs": ["nope"]}, "schedule.jobs: no job is named ['nope']"),
+    ({"interval": 60, "flow": "pipeline"}, "schedule.flow: pipeline needs an evaluate: section"),
+])
+def test_a_bad_schedule_is_refused_naming_its_field(schedule, message):
+    with pytest.raises(ConfigError) as err:
+        validate(RunConfig, {"jobs": [{"name": "a"}], "schedule": schedule}, "run.yaml")
+    assert message in str(err.value)
+
+
+def test_a_schedule_becomes_a_deployment_of_its_flow_with_the_whole_config():
+    from flows.schedule import deployment
+
+    config = validate(RunConfig, {"jobs": [{"name": "a"}], "evaluate": {},
+                                  "schedule": {"cron": "30 2 * * 1", "timezone": "Europe/Paris",
+                                               "flow": "pipeline"}}, "run.yaml")
+    made = deployment(config, Path("configs/weekly.yaml"))
+    assert made.name == "weekly" and made.flow_name == "scheduled-pipeline"
+    assert made.parameters["config"] == config.model_dump(mode="json")
+    assert RunConfig.model_validate(made.parameters["config"]) == config  # round trip
+    (schedule,) = made.schedules
+    assert schedule.schedule.cron == "30 2 * * 1" and schedule.schedule.timezone == "Europe/Paris"
+    assert made.concurrency_limit == 1
