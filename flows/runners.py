@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from contextlib import nullcontext
+
 from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -22,6 +25,18 @@ def api_url() -> str | None:
     return server.api_url
 
 
+def _local_gpu_ids(spec: RunnerSpec) -> list[int]:
+    if spec.gpu_ids is not None:
+        return spec.gpu_ids
+    import torch
+
+    found = list(range(torch.cuda.device_count()))
+    if not found:
+        raise RuntimeError("runner.gpus_per_shard: no CUDA GPU is visible here; set "
+                           "runner.gpu_ids, or gpus_per_shard: 0")
+    return found
+
+
 def make_task_runner(spec: RunnerSpec):
     if spec.kind == "threads":
         return ThreadPoolTaskRunner(max_workers=spec.max_workers)
@@ -36,12 +51,30 @@ def make_task_runner(spec: RunnerSpec):
         # a local cluster: one single-threaded worker process per shard in flight, each reporting
         # to this process's Prefect server
         url = api_url()
-        return DaskTaskRunner(cluster_kwargs={
-            "n_workers": spec.max_workers, "threads_per_worker": 1, "processes": True,
-            "env": {"PREFECT_API_URL": url} if url else {}})
+        kwargs = {"n_workers": spec.max_workers, "threads_per_worker": 1, "processes": True,
+                  "env": {"PREFECT_API_URL": url} if url else {}}
+        if spec.gpus_per_shard:
+            from flows.dask_workers import PinDevice
+
+            kwargs |= {"resources": {"GPU": 1}, "plugins": {PinDevice(_local_gpu_ids(spec))}}
+        return DaskTaskRunner(cluster_kwargs=kwargs)
     try:
         from prefect_ray import RayTaskRunner
     except ImportError:
         raise RuntimeError("runner.kind: ray needs the prefect-ray package "
-                           "(pip install prefect-ray)") from None
+                           "(pip install 'synthmill[ray]')") from None
     return RayTaskRunner(address=spec.address) if spec.address else RayTaskRunner()
+
+
+def shard_resources(spec: RunnerSpec | None):
+    """Context in which shard tasks are submitted: they reserve ``gpus_per_shard`` GPUs (a Dask
+    resource annotation, Ray ``num_gpus``), or nothing."""
+    if spec is None or not spec.gpus_per_shard:
+        return nullcontext()
+    if spec.kind == "dask":
+        import dask
+
+        return dask.annotate(resources={"GPU": spec.gpus_per_shard})
+    from prefect_ray.context import remote_options
+
+    return remote_options(num_gpus=spec.gpus_per_shard)

@@ -94,3 +94,48 @@ def test_a_killed_worker_costs_no_sample_and_duplicates_none(prefect_harness, tm
     for path in images:
         Image.open(path).verify()
     assert not [p for p in root.rglob("*") if ".tmp" in p.name]
+
+
+
+def test_gpu_shards_reserve_a_worker_gpu_and_each_worker_sees_its_own(prefect_harness):
+    """``gpus_per_shard: 1`` on a local cluster: each worker offers one GPU resource and sees only
+    its own device (``gpu_ids`` here, so that the test runs without GPUs), and every shard task
+    is submitted with a GPU reservation the scheduler honours."""
+    from prefect import flow, task
+
+    from flows.runners import make_task_runner, shard_resources
+
+    def shard_probe() -> dict:  # defined here, so that it travels to the workers by value
+        """What a shard task sees on its Dask worker: the worker, its visible GPU and the
+        resources the scheduler reserved for the task."""
+        import os
+
+        from distributed import get_worker
+        from distributed.worker import thread_state
+
+        worker = get_worker()
+        return {"worker": worker.name, "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "reserved": worker.state.tasks[thread_state.key].resource_restrictions}
+
+    spec = RunnerSpec(kind="dask", max_workers=2, gpus_per_shard=1, gpu_ids=[3, 5])
+    probe = task(shard_probe, name="probe")
+
+    @flow(task_runner=make_task_runner(spec))
+    def probes() -> list[dict]:
+        with shard_resources(spec):
+            futures = [probe.submit() for _ in range(6)]
+        return [f.result() for f in futures]
+
+    seen = probes()
+    assert all(s["reserved"] == {"GPU": 1} for s in seen)
+    assert {s["worker"]: s["gpu"] for s in seen}.items() <= {0: "3", 1: "5"}.items()
+    assert {s["gpu"] for s in seen} <= {"3", "5"}
+
+
+def test_gpu_settings_are_checked_where_they_cannot_work():
+    with pytest.raises(ValueError, match="gpus_per_shard: needs kind dask or ray"):
+        RunnerSpec(kind="threads", gpus_per_shard=1)
+    with pytest.raises(ValueError, match="at most 1"):
+        RunnerSpec(kind="dask", gpus_per_shard=2)
+    with pytest.raises(ValueError, match="gpu_ids: only for a local Dask cluster"):
+        RunnerSpec(kind="dask", address="tcp://host:8786", gpus_per_shard=1, gpu_ids=[0])
