@@ -80,7 +80,9 @@ TRAINERS = (
     _Trainer("tones", TrainTonesSpec, "augment.audio.training.generator:train_tones_generator",
              "models/tones-tiny",
              "Train the embedded tones-tiny generator (log-mel diffusion) on real tones-world "
-             "clips from a fixed seed (runs on a CPU in about an hour).\n\n"
+             "clips from a fixed seed (runs on a CPU in about an hour). The shipped weights are "
+             "this run, then a second stage: synthmill train tones "
+             "configs/train/tones-tiny-stage2.yaml --out models/tones-tiny-stage2.\n\n"
              "Example (a 2-step smoke run): synthmill train tones --out /tmp/tones-tiny "
              "--set steps=2 --set num_clips=16 --set batch_size=4 --set block_out_channels=[8,16]",
              lambda path, out: f"saved tones-tiny to {path}"),

@@ -7,9 +7,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, PositiveInt
+from pydantic import AfterValidator, Field, PositiveFloat, PositiveInt, field_validator
 
-from augment.config.base import Fraction, Strict
+from augment.audio.world import CLASSES
+from augment.config.base import Fraction, Strict, known
 
 Steps = Annotated[int, Field(ge=1, description="Optimiser steps.")]
 BatchSize = Annotated[int, Field(ge=1, description="Training images per step.")]
@@ -62,7 +63,9 @@ class TrainShapesSpec(TrainerSpec):
 class TrainTonesSpec(TrainerSpec):
     """Recipe of the embedded ``tones-tiny`` generator (``synthmill train tones``): log-mel
     diffusion trained on real tones-world event clips (beeps high-pitched 60% of the time, the
-    planted skew the audio bias audit must find). The shipped weights were trained on the CPU."""
+    planted skew the audio bias audit must find). The defaults are stage 1 of the shipped weights
+    (trained on the CPU); stage 2, ``configs/train/tones-tiny-stage2.yaml``, goes on from them with
+    ``init_from`` and ``class_weights``."""
 
     num_clips: int = Field(16_000, ge=16, description="Real event clips to pre-render.")
     steps: Steps = 3_500
@@ -85,6 +88,20 @@ class TrainTonesSpec(TrainerSpec):
     attention_levels: int = Field(1, ge=0, description="Coarsest resolutions with self-attention.")
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     log_every: LogEvery = 50
+    init_from: str | None = Field(
+        None, description="A tones-tiny folder whose UNet weights training starts from (a second "
+                          "stage); None = fresh weights from the seed. Its architecture must be "
+                          "the recipe's.")
+    class_weights: dict[str, PositiveFloat] = Field(
+        default_factory=dict, description="Relative batch share of a class's clips (a class not "
+                                          "named weighs 1); pitch bands within a class keep their "
+                                          "training distribution.")
+
+    @field_validator("class_weights")
+    @classmethod
+    def _known_classes(cls, value: dict[str, float]) -> dict[str, float]:
+        known("class", list(value), CLASSES)
+        return value
 
 
 class TrainCheckerSpec(TrainerSpec):

@@ -102,12 +102,18 @@ def render_training_clips(seed: int, num_clips: int) -> TrainingClips:
 class _DeviceClips:
     """Training clips resident on the training device, with batch assembly and label dropout."""
 
-    def __init__(self, clips: TrainingClips, pipe: TonesTinyPipeline, device: torch.device):
+    def __init__(self, clips: TrainingClips, pipe: TonesTinyPipeline, spec: TrainTonesSpec,
+                 device: torch.device):
         self.x0 = pipe.normalise(torch.from_numpy(clips.log_mels).to(device).float())  # (N, M, T)
         self.classes = torch.from_numpy(clips.classes).to(device)
         self.pitches = torch.from_numpy(clips.pitches).to(device)
         self.frames = torch.from_numpy(clips.frames).to(device)
         self.patch_size = pipe.config.patch_size
+        self.weights = None  # uniform over clips
+        if spec.class_weights:
+            per_class = torch.tensor([spec.class_weights.get(c, 1.0) for c in CLASSES],
+                                     dtype=torch.float64, device=device)
+            self.weights = per_class[self.classes]
 
     def batch(self, spec: TrainTonesSpec,
               gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,7 +121,10 @@ class _DeviceClips:
         (B, p^2 C, M / p, T / p)), the pitch labels dropped for ``pitch_dropout`` of the clips and
         every label for ``condition_dropout``."""
         device = self.x0.device
-        idx = torch.randint(len(self.x0), (spec.batch_size,), generator=gen, device=device)
+        if self.weights is None:
+            idx = torch.randint(len(self.x0), (spec.batch_size,), generator=gen, device=device)
+        else:
+            idx = torch.multinomial(self.weights, spec.batch_size, replacement=True, generator=gen)
         condition = condition_from_labels(self.classes[idx], self.pitches[idx], self.frames[idx])
         size = spec.batch_size
         keep_pitch = torch.rand(size, generator=gen, device=device) >= spec.pitch_dropout
@@ -126,8 +135,25 @@ class _DeviceClips:
         return to_patches(x0, self.patch_size), to_patches(condition, self.patch_size)
 
 
+def _load_stage(unet: torch.nn.Module, folder: Path) -> None:
+    """Copy the UNet weights of the tones-tiny ``folder`` into ``unet`` (float32), or raise
+    ValueError naming the folder when they do not fit the recipe's architecture."""
+    from safetensors.torch import load_file
+
+    path = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"init_from: no tones-tiny UNet weights at {path}")
+    state = {k: v.float() for k, v in load_file(path).items()}
+    ours = unet.state_dict()
+    if state.keys() != ours.keys() or any(state[k].shape != ours[k].shape for k in ours):
+        raise ValueError(f"init_from: the UNet in {folder} does not match the recipe's "
+                         "architecture (block_out_channels, layers_per_block, patch_size, "
+                         "attention_levels)")
+    unet.load_state_dict(state)
+
+
 def train_tones_generator(spec: TrainTonesSpec, out_dir: str | Path) -> Path:
-    """Train ``tones-tiny`` from scratch and save it as a diffusers folder with fp16 safetensors.
+    """Train ``tones-tiny`` (from scratch, or on from ``spec.init_from``) and save it as a diffusers folder with fp16 safetensors.
 
     Clips ``0 .. num_clips - 1`` of ``spec.seed`` are rendered once (``render_training_clips``).
     Writes ``out_dir/{model_index.json, unet/, scheduler/, training_log.csv, training.json}``.
@@ -136,15 +162,18 @@ def train_tones_generator(spec: TrainTonesSpec, out_dir: str | Path) -> Path:
     """
     out_dir = Path(out_dir)
     watch = Stopwatch()
-    clips = render_training_clips(spec.seed, spec.num_clips)
     device = resolve_device(spec.device)
     torch.manual_seed(spec.seed)
     unet = make_unet(spec.block_out_channels, spec.layers_per_block, spec.patch_size,
-                     spec.attention_levels).to(device)
+                     spec.attention_levels)
+    if spec.init_from is not None:
+        _load_stage(unet, Path(spec.init_from))
+    unet = unet.to(device)
+    clips = render_training_clips(spec.seed, spec.num_clips)
     schedule = noise_schedule(spec.prediction_type)
     pipe = TonesTinyPipeline(unet=unet, scheduler=DPMSolverMultistepScheduler.from_config(
         schedule.config), patch_size=spec.patch_size)
-    data = _DeviceClips(clips, pipe, device)
+    data = _DeviceClips(clips, pipe, spec, device)
     gen = torch.Generator(device=device).manual_seed(spec.seed)
     curve = fit_ddpm(spec, unet.to(memory_format=torch.channels_last), schedule,
                      lambda: data.batch(spec, gen), gen, watch, "train tones-tiny")

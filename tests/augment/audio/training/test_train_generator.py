@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -15,17 +18,58 @@ from augment.audio.pipelines.tones_tiny import (CHANNELS, LABEL_CHANNELS, PITCH_
 from augment.audio.training.generator import (_DeviceClips, draw_event, render_training_clips,
                                               train_tones_generator)
 from augment.audio.world import CLASSES, DURATION_RANGE, PITCHES, PLANTED_SKEW
+from augment.config.base import load_config
 from augment.config.training import TrainTonesSpec
 from augment.core.diffusion_training import noise_schedule
 
+STAGE2 = Path(__file__).resolve().parents[4] / "configs" / "train" / "tones-tiny-stage2.yaml"
+TRAINERS_OUT = "models/tones-tiny"
 TINY = TrainTonesSpec(steps=2, batch_size=4, num_clips=16, warmup_steps=1,
                       block_out_channels=(8, 16), log_every=1)
 
 
-def test_spec_defaults_are_the_recipe_of_the_shipped_weights():
-    recipe = json.loads((EMBEDDED_TONES_TINY / "training.json").read_text())["recipe"]
+def test_the_shipped_weights_are_stage_1_at_the_defaults_then_the_stage_2_recipe():
+    stage1 = json.loads((EMBEDDED_TONES_TINY / "training_stage1.json").read_text())["recipe"]
     defaults = TrainTonesSpec().model_dump(mode="json")
-    assert {key: recipe[key] for key in defaults} == defaults
+    # fields added after stage 1 was trained (init_from, class_weights) read as their defaults
+    assert {key: stage1.get(key, defaults[key]) for key in defaults} == defaults
+    shipped = json.loads((EMBEDDED_TONES_TINY / "training.json").read_text())["recipe"]
+    stage2 = load_config(STAGE2, TrainTonesSpec).model_dump(mode="json")
+    assert {key: shipped[key] for key in stage2} == stage2
+    assert stage2["init_from"] == TRAINERS_OUT  # stage 1's default --out
+
+
+def test_class_weights_set_each_class_share_of_the_batches():
+    clips = render_training_clips(0, 280)
+    torch.manual_seed(0)
+    pipe = TonesTinyPipeline(unet=make_unet((8, 16)), scheduler=noise_schedule())
+    spec = TINY.model_copy(update={"batch_size": 500, "class_weights": {"am_tone": 3.0}})
+    data = _DeviceClips(clips, pipe, spec, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    counts = Counter()
+    for _ in range(8):
+        _, cond = data.batch(spec.model_copy(update={"condition_dropout": 0.0}), gen)
+        counts.update(CLASSES[i] for i in cond[:, :len(CLASSES)].amax((2, 3)).argmax(1).tolist())
+    total = sum(counts.values())
+    present = Counter(CLASSES[i] for i in clips.classes.tolist())
+    weight = {c: 3.0 if c == "am_tone" else 1.0 for c in CLASSES}
+    mass = sum(weight[c] * present[c] for c in CLASSES)
+    for c in CLASSES:
+        assert abs(counts[c] / total - weight[c] * present[c] / mass) < 0.03, c
+
+
+def test_a_second_stage_starts_from_the_first_stages_weights(tmp_path):
+    first = train_tones_generator(TINY, tmp_path / "first")
+    still = TINY.model_copy(update={"seed": 1, "learning_rate": 1e-12, "init_from": str(first)})
+    second = unet_weights(train_tones_generator(still, tmp_path / "second"))
+    fresh = unet_weights(train_tones_generator(TINY.model_copy(update={"seed": 1}),
+                                               tmp_path / "fresh"))
+    before = unet_weights(first)
+    assert all(torch.allclose(second[k].float(), before[k].float(), atol=1e-3) for k in before)
+    assert not all(torch.allclose(fresh[k].float(), before[k].float(), atol=1e-3) for k in before)
+    wider = TINY.model_copy(update={"block_out_channels": (8, 24), "init_from": str(first)})
+    with pytest.raises(ValueError, match="does not match the recipe's architecture"):
+        train_tones_generator(wider, tmp_path / "wider")
 
 
 def test_training_clips_follow_the_planted_skew():
@@ -55,9 +99,9 @@ def test_batches_drop_the_pitch_and_all_labels_at_their_rates():
     clips = render_training_clips(0, 32)
     torch.manual_seed(0)
     pipe = TonesTinyPipeline(unet=make_unet((8, 16)), scheduler=noise_schedule())
-    data = _DeviceClips(clips, pipe, torch.device("cpu"))
     spec = TINY.model_copy(update={"batch_size": 250, "pitch_dropout": 0.3,
                                    "condition_dropout": 0.1})
+    data = _DeviceClips(clips, pipe, spec, torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
     has_class, has_pitch = [], []
     for _ in range(8):  # 2000 clips in batches that fit in memory
