@@ -158,3 +158,60 @@ class ReportSpec(Strict):
     title: str = "synthmill report"
     samples_per_class: int = Field(4, ge=0, le=32)
     memorization_examples: int = Field(6, ge=0, le=64)
+
+
+UTILITY_ARMS = ("real", "real+synthetic", "synthetic", "more-real")
+
+
+class UtilitySpec(Strict):
+    """The protocol of ``synthmill utility``: does adding a synthetic set help a model trained on
+    real data? Every arm trains the same segmenter from scratch with the same optimiser, steps,
+    batch size and augmentations; only the training images differ."""
+
+    budgets: list[int] = Field([50, 200], min_length=1,
+                               description="Real training images per arm (a learning curve).")
+    arms: list[str] = Field(default_factory=lambda: list(UTILITY_ARMS), min_length=1,
+                            description="real (real budget only), real+synthetic (the budget plus "
+                                        "the synthetic set), synthetic (synthetic only), more-real "
+                                        "(the budget plus as many real images as synthetic ones).")
+    seeds: int = Field(3, ge=2, le=20, description="Training seeds per arm (intervals need 2+).")
+    seed: int = Field(0, ge=0, description="First seed; seed s picks the real subset and the "
+                                           "weights of run s.")
+    steps: int = Field(300, ge=20, description="Optimiser steps of every run (20 or more: the "
+                                               "one-cycle warm-up needs 2).")
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
+    synthetic_ratio: float = Field(0.5, gt=0, lt=1,
+                                   description="Share of each real+synthetic batch drawn from the "
+                                               "synthetic set.")
+    synthetic_size: int | None = Field(None, ge=1, description="Synthetic images used (None: all "
+                                                               "kept samples of the dataset).")
+    widths: tuple[int, ...] = Field((16, 32, 48), min_length=2,
+                                    description="Channels per level of the segmenter (the shapes "
+                                                "checker's architecture).")
+    test_size: int = Field(300, ge=10, description="Real test scenes of the embedded default.")
+    real_seed: int = Field(1_000, ge=0, description="Scene seed of the embedded real pool.")
+    test_seed: int = Field(2_000, ge=0, description="Scene seed of the embedded test set.")
+    resolution: int = Field(64, ge=16, description="Side of the embedded real scenes.")
+    confidence: float = Field(0.95, gt=0, lt=1)
+    leakage_quantile: float = Field(
+        0.01, gt=0, lt=1, description="Near duplicates of test images: a training or synthetic "
+                                      "image closer than this quantile of test-vs-test neighbour "
+                                      "distances (memorization features) whose pixels are also "
+                                      "close is a leak.")
+    device: str = "cpu"
+
+    @field_validator("arms")
+    @classmethod
+    def _arms(cls, value: list[str]) -> list[str]:
+        known("arm", value, UTILITY_ARMS)
+        if "real" not in value:
+            raise ValueError("the arm 'real' is the baseline every gain is measured against")
+        return value
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, value: list[int]) -> list[int]:
+        if any(b < 1 for b in value) or len(set(value)) != len(value):
+            raise ValueError(f"need distinct budgets >= 1, got {value}")
+        return sorted(value)

@@ -247,3 +247,40 @@ def attribute_distribution(dist: pd.DataFrame, title: str = "attribute shares pe
               bbox_to_anchor=(0.5, -0.12))
     ax.spines[["top", "right"]].set_visible(False)
     return figure_png(fig)
+
+
+def learning_curve(metrics: pd.DataFrame, figures: Sequence[str] = ("utility_miou",
+                                                                     "utility_box_ap")) -> bytes:
+    """PNG of a utility study: each figure against the real budget (log scale), one line per arm
+    (``group`` ``arm@budget`` rows of one dataset) with its interval as a band; an arm that uses no
+    real image (``synthetic``, budget 0) is a dashed horizontal line with its band."""
+    fig = Figure(figsize=(5.0 * len(figures), 3.4))
+    axes = np.atleast_1d(fig.subplots(1, len(figures)))
+    for ax, metric in zip(axes, figures):
+        rows = metrics[(metrics["metric"] == metric) & metrics["group"].str.contains("@")]
+        parts = rows["group"].str.rsplit("@", n=1, expand=True)
+        rows = rows.assign(arm=parts[0], budget=parts[1].astype(int))
+        budgets = sorted(b for b in rows["budget"].unique() if b > 0)
+        for i, (arm, part) in enumerate(rows.groupby("arm", sort=False)):
+            part = part.sort_values("budget")
+            colour = f"C{i % 10}"
+            if (part["budget"] == 0).all():
+                r = part.iloc[0]
+                ax.axhline(r["value"], color=colour, ls="--", label=plain_text(f"{arm} (no real)"))
+                ax.axhspan(r["ci_low"], r["ci_high"], color=colour, alpha=0.15)
+                continue
+            ax.plot(part["budget"], part["value"], marker="o", color=colour, label=plain_text(arm))
+            ax.fill_between(part["budget"], part["ci_low"], part["ci_high"], color=colour,
+                            alpha=0.2)
+        if budgets:
+            ax.set_xscale("log")
+            ax.set_xticks(budgets, [str(b) for b in budgets])
+            ax.minorticks_off()
+        declared = figure_spec(metric)
+        direction = f"{declared.direction} is better; " if declared else ""
+        ax.set_title(plain_text(f"{metric} ({direction}bands: interval over seeds)"), fontsize=9)
+        ax.set_xlabel("real training images")
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return figure_png(fig)

@@ -108,6 +108,8 @@ class _Declaring(Registry):
 _DECLARED: dict[str, tuple[str, FigureSpec]] = {}
 METRICS: Registry[Metric] = _Declaring("metric", _DECLARED)
 AUDITS: Registry[Reported] = _Declaring("audit", _DECLARED)
+STUDIES: Registry[Reported] = _Declaring("study", _DECLARED)
+"""Studies beyond scoring a set (``synthmill utility``), and the figures they write."""
 MODALITIES: Registry[Modality] = Registry("evaluation modality")
 
 
@@ -195,6 +197,12 @@ AUDITS.add(Reported("bias", figures=(  # evaluation.bias.bias_figures, one per S
     FigureSpec("bias_kl_divergence", False, "nats"),
     FigureSpec("bias_max_abs_deviation", False, "share"),
     FigureSpec("bias_max_min_ratio", False))))
+STUDIES.add(Reported("utility", figures=(  # evaluation.utility.summarize; its chart is the
+    FigureSpec("utility_miou", True, "mIoU", plot="none"),  # learning curve of the report
+    FigureSpec("utility_box_ap", True, "AP", plot="none"),
+    FigureSpec("utility_box_ap50", True, "AP", plot="none"),
+    FigureSpec("utility_gain_miou", True, "mIoU", plot="none"),
+    FigureSpec("utility_gain_box_ap", True, "AP", plot="none"))))
 MODALITIES.add(Modality("image", hooks="evaluation.image.hooks:IMAGE",
                         suffixes=(".png", ".jpg", ".jpeg", ".webp", ".bmp")))
 MODALITIES.add(Modality("audio", hooks="evaluation.audio.hooks:AUDIO", suffixes=(".wav", ".flac")))

@@ -55,6 +55,8 @@ def report(metrics_files: list[str | Path], datasets: list[str | Path], out_dir:
     sections = []
     for f in metrics_files:
         folder = Path(f).parent
+        if (folder / "utility.json").exists():
+            sections.append(_utility_section(folder))
         if (folder / "distribution.csv").exists():
             sections.append(_audit_section(folder))
         if (folder / "memorization.json").exists() and spec.memorization_examples:
@@ -62,6 +64,28 @@ def report(metrics_files: list[str | Path], datasets: list[str | Path], out_dir:
     return write_report(out_dir, table, [Path(d) for d in datasets], title=spec.title,
                         sections=sections, run_info=run_info,
                         samples_per_class=spec.samples_per_class)
+
+
+def _utility_section(folder: Path) -> Section:
+    """Learning curve, the gain of each arm over real-only, and the protocol of a utility study."""
+    from evaluation.utility import GAINS, headline
+
+    table = pd.read_csv(folder / "metrics.csv")
+    about = json.loads((folder / "utility.json").read_text())
+    spec = about["spec"]
+    gains = table[table["metric"].isin(GAINS.values()) & (table["group"] != "all")]
+    text = (f"Train on real (and synthetic), test on held-out real: {spec['steps']} steps, "
+            f"batch {spec['batch_size']}, {spec['seeds']} seeds per arm, "
+            f"{about['model']}, {about['augmentations']}. Sets: "
+            + "; ".join(f"{role} {s['source']} ({s['size']} images, sha256 {s['sha256'][:12]})"
+                        for role, s in about["sets"].items())
+            + ". Gains over real-only at the same budget, paired by seed (a tie: the "
+            f"{int(spec['confidence'] * 100)}% interval crosses 0):\n\n"
+            + headline(table).replace("\n", "\n\n"))
+    picture = Picture((folder / "learning_curve.png").read_bytes(), "test figures vs real budget")
+    return Section(f"Utility ({folder.name}): does the synthetic set help?", text=text,
+                   table=gains[["metric", "group", "value", "ci_low", "ci_high", "n", "details"]],
+                   images=[picture])
 
 
 def _audit_section(folder: Path) -> Section:
