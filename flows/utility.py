@@ -10,9 +10,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from evaluation.config import ReportSpec, UtilitySpec
+from evaluation.image.utility import Sets, check_leakage, load_sets, protocol, run_one, runs
 from evaluation.suite import report
-from evaluation.utility import (Sets, check_leakage, load_sets, protocol, run_one, runs,
-                                summarize, write_results)
+from evaluation.utility import summarize, write_results
 from flows.evaluate import publish
 
 

@@ -14,8 +14,9 @@ from scipy import stats
 
 from augment.image.world import CLASSES
 from evaluation.config import ReportSpec, UtilitySpec
-from evaluation.utility import (SegSet, Sets, check_leakage, coco_box_ap, real_scenes, run_one,
-                                runs, summarize, t_interval)
+from evaluation.image.utility import (SegSet, Sets, check_leakage, coco_box_ap, real_scenes,
+                                      run_one, runs)
+from evaluation.utility import summarize, t_interval
 
 SIDE = 32
 K = len(CLASSES) + 1  # background and the shape classes
