@@ -12,7 +12,8 @@ import typer
 
 from augment.config.base import ConfigError
 from evaluation.config import EvalSpec, ReportSpec
-from flows.cli_common import STATE, SetOption, fail, guarded, load_with_overrides
+from flows.cli_common import (STATE, SetOption, existing_inputs, fail, guarded, load_with_overrides,
+                              lock_free)
 from flows.config import RunConfig
 from flows.summaries import run_id
 from flows.train_cli import train_app
@@ -57,6 +58,8 @@ def generate(config: Path = ConfigArg, out: Optional[Path] = OutOption,
     run_config = guarded(_run_config, config, out, overrides)
     if jobs:
         guarded(lambda: [run_config.job(name) for name in jobs])
+    for job in [run_config.job(name) for name in jobs] if jobs else run_config.jobs:
+        guarded(lock_free, Path(run_config.out) / job.name)
     from flows.generate import run_generate
     from flows.summaries import generation_markdown
 
@@ -161,6 +164,7 @@ def evaluate(
     and a confidence interval; writes metrics.csv, summary.md and report.html."""
 
     spec = guarded(load_with_overrides, config, EvalSpec, overrides)
+    guarded(existing_inputs, {"dataset": dataset, "--reference": reference})
     rid = run_id(f"eval-{dataset.name}")
     out = out or Path(spec.reports_dir) / rid
     from flows.evaluate import evaluate_flow
@@ -181,6 +185,8 @@ def compare(
     """Line up several datasets/generators in one table: best per metric, ties within intervals."""
 
     spec = guarded(load_with_overrides, config, EvalSpec, overrides)
+    guarded(existing_inputs, {**{f"dataset {i + 1}": d for i, d in enumerate(datasets)},
+                              "--reference": reference})
     rid = run_id("compare")
     out = out or Path(spec.reports_dir) / rid
     from flows.compare import compare_flow
@@ -211,6 +217,7 @@ def utility(
     from evaluation.config import UtilitySpec
 
     spec = guarded(load_with_overrides, config, UtilitySpec, overrides)
+    guarded(existing_inputs, {"dataset": dataset, "--real": real, "--test": test})
     rid = run_id(f"utility-{dataset.name}")
     out = out or Path("reports") / rid
     from flows.utility import utility_flow

@@ -84,3 +84,24 @@ def _index(items: list, part: str, path: str, item: str) -> int:
 def load_with_overrides(config: Optional[Path], model: type[Strict], overrides: list[str] | None) -> Strict:
     base = load_config(config, model) if config else model()
     return apply_overrides(base, overrides, str(config or "--set"))
+
+
+def existing_inputs(paths: dict[str, str | Path | None]) -> None:
+    """Check a command's input paths before any flow starts (so a typo costs no server start-up
+    and prints one line): each given path, a dataset series resolved to its ``latest``, must exist.
+    ``paths`` maps what a path is (``dataset``, ``--reference``, ...) to it; None is skipped."""
+    from augment.core.versions import resolve_dataset
+
+    for what, path in paths.items():
+        if path is not None and not resolve_dataset(path).exists():
+            raise FileNotFoundError(f"{what}: {path} does not exist")
+
+
+def lock_free(folder: Path) -> None:
+    """FolderLockedError at once when another run holds ``folder``'s lock (the flow takes the
+    lock itself; this only makes the refusal come before the flow starts)."""
+    from augment.core.io import FolderLock
+
+    if (folder / ".lock").exists():
+        with FolderLock(folder):
+            pass

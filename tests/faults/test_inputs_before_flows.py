@@ -1,0 +1,49 @@
+"""Faults a person meets first (issue 14): a wrong input path or a folder another run holds is
+refused in one line before any flow (and its Prefect server) starts, and nothing is written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from augment.core.io import FolderLock
+
+SYNTHMILL = str(Path(sys.executable).parent / "synthmill")
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([SYNTHMILL, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def _one_error_line(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "prefect" not in done.stderr.lower(), done.stderr
+    return lines[0]
+
+
+def test_evaluate_names_a_missing_dataset_and_writes_nothing(tmp_path):
+    line = _one_error_line(_run(["evaluate", "bad/nope"], tmp_path))
+    assert line == "error: dataset: bad/nope does not exist"
+    assert not (tmp_path / "reports").exists()
+
+
+def test_compare_and_evaluate_name_which_input_is_missing(tmp_path):
+    (tmp_path / "a").mkdir()
+    line = _one_error_line(_run(["compare", "a", "b"], tmp_path))
+    assert line == "error: dataset 2: b does not exist"
+    line = _one_error_line(_run(["evaluate", "a", "--reference", "real.npz"], tmp_path))
+    assert line == "error: --reference: real.npz does not exist"
+
+
+def test_a_locked_dataset_folder_is_refused_before_the_flow_starts(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"out": "datasets", "jobs": [
+        {"name": "busy", "num_samples": 2, "model": {"backend": "shapes-world"}}]}))
+    with FolderLock(tmp_path / "datasets" / "busy"):  # another run holds it
+        line = _one_error_line(_run(["generate", str(config)], tmp_path))
+    assert "datasets/busy is in use by another synthmill run" in line
+    assert sorted(p.name for p in (tmp_path / "datasets" / "busy").iterdir()) == [".lock"]
