@@ -26,10 +26,7 @@ app.add_typer(train_app, name="train")
 @app.callback()
 def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
          verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level.")) -> None:
-    STATE["debug"] = debug
-    from diffusers.utils import logging as diffusers_logging
-
-    diffusers_logging.disable_progress_bar()  # our own bars show progress; no per-load bars
+    STATE["debug"] = debug  # diffusers (3 s to import) is imported by the commands that need it
     logging.basicConfig(level=logging.INFO if verbose or debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
 

@@ -27,6 +27,9 @@ def _load_cached(backend: str, spec_json: str):
     entry = BACKENDS.get(backend)
     spec = entry.spec_model().model_validate_json(spec_json)
     log.info("loading backend %s from %s", backend, spec.path or "embedded weights")
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()  # shards show progress; no "Loading components" bars
     return entry.load(spec)
 
 
