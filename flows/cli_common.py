@@ -14,8 +14,10 @@ from augment.config.base import ConfigError, Strict, format_validation_error, lo
 
 STATE = {"debug": False}
 
-SetOption = typer.Option(None, "--set", help="Override a config field: --set sampler.steps=10 "
-                                             "(dotted path, YAML value). Repeatable.")
+SetOption = typer.Option(None, "--set", help="Override a field of the command's config (dotted "
+                                             "path, YAML value): --set jobs.0.sampler.steps=10 in "
+                                             "a run config, --set batch_size=32 in evaluation "
+                                             "settings. Repeatable.")
 
 
 def fail(message: str) -> None:
