@@ -108,12 +108,17 @@ def real_scenes(seed: int, count: int, resolution: int, name: str) -> SegSet:
 
 # --- leakage -------------------------------------------------------------------------------------
 
-def _features(images: np.ndarray, device: str) -> np.ndarray:
+def _feature_fn(device: str):
+    """images (N, 3, H, W) uint8 -> memorization features (N, D), the extractor loaded once."""
     from evaluation.image.extractors import fidelity_extractor
 
     extractor = fidelity_extractor(EvalSpec(device=device))
-    batch = extractor.prepare([torch.from_numpy(img) for img in images])
-    return extractor(batch, np.arange(len(images)))["features"]
+
+    def features(images: np.ndarray) -> np.ndarray:
+        batch = extractor.prepare([torch.from_numpy(img) for img in images])
+        return extractor(batch, np.arange(len(images)))["features"]
+
+    return features
 
 
 NEAR_PIXEL_GAP = 0.03
@@ -134,15 +139,15 @@ def check_leakage(test: SegSet, others: list[SegSet], spec: UtilitySpec) -> dict
         return hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()
 
     test_hashes = {digest(img): i for i, img in enumerate(test.images)}
-    test_features = _features(test.images, spec.device)
+    features = _feature_fn(spec.device)
+    test_features = features(test.images)
     own, _ = nearest_neighbours(test_features, test_features, exclude_self=True)
     threshold = float(np.quantile(own, spec.leakage_quantile))
     closest = {}
     for other in others:
         exact = [(other.ids[i], test.ids[test_hashes[h]]) for i, h in
                  enumerate(digest(img) for img in other.images) if h in test_hashes]
-        distances, nearest = nearest_neighbours(_features(other.images, spec.device),
-                                                test_features)
+        distances, nearest = nearest_neighbours(features(other.images), test_features)
         near = [(other.ids[i], test.ids[nearest[i]]) for i in np.flatnonzero(distances < threshold)
                 if _pixel_gap(other.images[i], test.images[nearest[i]]) <= NEAR_PIXEL_GAP]
         leaks = list(dict.fromkeys(exact + near))

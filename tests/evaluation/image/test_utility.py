@@ -123,8 +123,10 @@ def test_a_synthetic_set_holding_test_images_is_refused_naming_them(worlds):
     assert message.startswith("leakage: 2 image(s) of real")
     assert "scene 3 = test scene 7" in message and "scene 9 = test scene 11" in message
     assert "1 exact" in message
-    clean = check_leakage(test, [worlds["real"]], spec)  # other scenes of the same world pass
-    assert clean["closest"]["real"] >= 0
+    # other scenes of the same world pass, though some are as close as copies in feature space:
+    # the pixel check is what tells them apart
+    clean = check_leakage(test, [worlds["real"]], spec)
+    assert clean["closest"]["real"] < clean["threshold"]
 
 
 def test_budgets_beyond_the_real_pool_are_refused(worlds):
