@@ -27,8 +27,8 @@ def pipeline(config: RunConfig, report_dir: str, run_info: dict,
     ``datasets``: ``generate`` makes (or resumes) each job's dataset in ``out/<job>``;
     ``version`` makes a new version of each (``out/<job>/vNNNN``, ``latest`` moved after it);
     ``latest`` generates nothing and evaluates the version ``latest`` points at."""
-    runner = make_task_runner(config.runner)
-    plain = generate_dataset_flow.with_options(task_runner=runner)
+    plain = (generate_dataset_flow.with_options(task_runner=make_task_runner(config.runner))
+             if datasets == "generate" else None)  # a version run makes its own runner
     summaries, folders = [], {}
     for job in config.jobs:
         if datasets == "latest":
