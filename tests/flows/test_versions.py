@@ -125,3 +125,21 @@ def test_evaluate_takes_a_series_name(tmp_path, monkeypatch, prefect_harness):
     assert result.exit_code == 0, result.output
     metrics = pd.read_csv(tmp_path / "report" / "metrics.csv")
     assert set(metrics["dataset"]) == {"series@v0001"}
+
+
+def test_the_pipeline_evaluates_the_latest_versions_without_generating(prefect_harness, tmp_path):
+    """What ``scheduled-evaluate`` runs: the report on the version ``latest`` points at."""
+    from flows.config import RunConfig
+    from flows.pipeline import pipeline
+
+    job = _job(num_samples=6)
+    for version in ("v0001", "v0002"):
+        generate_dataset(job, tmp_path / "datasets", version=version)
+    promote(tmp_path / "datasets" / "series", "v0001")  # v0002 exists but never succeeded
+    config = RunConfig.model_validate({"out": str(tmp_path / "datasets"), "jobs": [job.model_dump()],
+                                       "evaluate": {"metrics": ["diversity"]}})
+    result = pipeline(config, str(tmp_path / "report"), {}, datasets="latest")
+    assert result["generate"] == []
+    metrics = pd.read_csv(tmp_path / "report" / "metrics.csv")
+    assert set(metrics["dataset"]) == {"series@v0001"}
+    assert versions(tmp_path / "datasets" / "series") == ["v0001", "v0002"]  # nothing new
