@@ -6,11 +6,11 @@ import logging
 
 import flows  # noqa: F401  (Prefect defaults before prefect is imported)
 from benchmarks import (audio_evaluation, audio_generation, backends, evaluation, generation,
-                        scale_out, shapes_quality, tones_quality)
+                        one_off, scale_out, shapes_quality, tones_quality)
 from benchmarks.common import RESULTS, SUMMARY, append_results, write_summary
 
 BENCHMARKS = [generation, shapes_quality, backends, evaluation, audio_generation, tones_quality,
-              audio_evaluation, scale_out]
+              audio_evaluation, scale_out, one_off]
 
 
 def main() -> None:

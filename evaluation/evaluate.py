@@ -46,10 +46,13 @@ def evaluate_dataset(dataset: str | Path, spec: EvalSpec, reference: str | Path 
     metrics = chosen(spec.metrics)
     plan = MODALITIES.get(sample_set.modality).load_hooks().extractors(
         spec, sample_set, {need for m in metrics for need in m.needs})
-    # 2. Features of the set, then of the reference
-    gen = compute_features(sample_set, plan.extractors(), spec.cache_dir)
+    # 2. Features of the reference, then of the set (a reference too small is refused first)
     ref = (load_reference(reference, spec, plan.reference(), sample_set.modality)
            if reference is not None else None)
+    if ref is not None:
+        _check_size("reference", reference, len(ref.features))
+    gen = compute_features(sample_set, plan.extractors(), spec.cache_dir)
+    _check_size("dataset", dataset, len(gen.rows))
     # 3. Figures: from the cache, or computed by each metric from the features
     key = _figures_key(sample_set, gen, ref, reference, spec, plan, metrics)
     cached = _load_figures(spec.cache_dir, key)
@@ -72,6 +75,17 @@ def evaluate_dataset(dataset: str | Path, spec: EvalSpec, reference: str | Path 
                                                         "reference": str(reference or ""),
                                                         "spec": spec.model_dump(mode="json")})
     return result
+
+
+MIN_SET_SIZE = 2  # a covariance (FID) and an unbiased MMD (KID) need two samples
+
+
+def _check_size(what: str, path, n: int) -> None:
+    """ValueError naming the set when it has too few readable samples for any figure."""
+    if n < MIN_SET_SIZE:
+        raise ValueError(f"{what} {path}: {n} readable sample(s); evaluation needs at least "
+                         f"{MIN_SET_SIZE} in each set (figures are only worth reading from a few "
+                         f"dozen up; FID is biased below 2048)")
 
 
 NEED_HINTS = {"reference": "set evaluate.reference or add a job with role: reference",

@@ -114,3 +114,23 @@ def _memorization_section(folder: Path, examples: int) -> Section:
 
 def _preview(path: str) -> bytes:
     return MODALITIES.get(file_modality(path)).load_hooks().preview(Path(path))
+
+
+def report_names(datasets: list[str | Path]) -> list[str]:
+    """Each dataset's folder name in a report (``series@vNNNN`` for a version); they must differ."""
+    names = [dataset_label(d) for d in datasets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"datasets to compare need distinct folder names, got {names}")
+    return names
+
+
+def evaluate_and_report(datasets: list[str | Path], spec: EvalSpec, reference: str | Path | None,
+                        out_dir: str | Path, report_spec: ReportSpec,
+                        run_info: dict | None = None) -> dict[str, str]:
+    """Evaluate each dataset into ``out_dir/<name>`` and write the merged report: the steps of the
+    evaluate and compare flows as plain calls (what a one-off command runs with no Prefect server
+    configured). Returns the paths of metrics.csv, summary.md and report.html."""
+    parts = [evaluate_one(d, spec, reference, Path(out_dir) / name)
+             for d, name in zip(datasets, report_names(datasets))]
+    paths = report(parts, datasets, out_dir, report_spec, run_info)
+    return {"metrics": str(Path(out_dir) / "metrics.csv"), **{k: str(v) for k, v in paths.items()}}

@@ -13,7 +13,7 @@ import typer
 from augment.config.base import ConfigError
 from evaluation.config import EvalSpec, ReportSpec
 from flows.cli_common import (STATE, SetOption, existing_inputs, fail, guarded, load_with_overrides,
-                              lock_free)
+                              lock_free, prefect_server)
 from flows.config import RunConfig
 from flows.summaries import run_id
 from flows.train_cli import train_app
@@ -140,6 +140,24 @@ ReferenceOption = typer.Option(None, "--reference", "-r",
 EvalConfigOption = typer.Option(None, "--config", help="YAML EvalSpec.")
 
 
+def _evaluate(datasets: list[Path], spec: EvalSpec, reference: str | None, out: Path,
+              report_spec: ReportSpec, run_info: dict) -> dict:
+    """Evaluate and report: as a Prefect flow (recorded on the server) when a server is
+    configured, else as the same library calls in this process (no temporary server to start)."""
+    args = (spec, reference, str(out), report_spec, run_info)
+    if prefect_server() is None:
+        from evaluation.suite import evaluate_and_report
+
+        return guarded(evaluate_and_report, [str(d) for d in datasets], *args)
+    if len(datasets) == 1:
+        from flows.evaluate import evaluate_flow
+
+        return guarded(evaluate_flow, str(datasets[0]), *args)
+    from flows.compare import compare_flow
+
+    return guarded(compare_flow, [str(d) for d in datasets], *args)
+
+
 def _print_metrics(metrics_csv: str) -> None:
     import pandas as pd
 
@@ -164,9 +182,7 @@ def evaluate(
     guarded(existing_inputs, {"dataset": dataset, "--reference": reference})
     rid = run_id(f"eval-{dataset.name}")
     out = out or Path(spec.reports_dir) / rid
-    from flows.evaluate import evaluate_flow
-
-    paths = guarded(evaluate_flow, str(dataset), spec, reference, str(out), ReportSpec(), {"run id": rid})
+    paths = _evaluate([dataset], spec, reference, out, ReportSpec(), {"run id": rid})
     _print_metrics(paths["metrics"])
     typer.echo(f"\nmetrics: {paths['metrics']}\nreport:  {paths['html']}")
 
@@ -186,10 +202,8 @@ def compare(
                               "--reference": reference})
     rid = run_id("compare")
     out = out or Path(spec.reports_dir) / rid
-    from flows.compare import compare_flow
-
-    paths = guarded(compare_flow, [str(d) for d in datasets], spec, reference, str(out),
-                 ReportSpec(title="synthmill comparison"), {"run id": rid})
+    paths = _evaluate(datasets, spec, reference, out, ReportSpec(title="synthmill comparison"),
+                      {"run id": rid})
     _print_metrics(paths["metrics"])
     typer.echo(f"\nmetrics: {paths['metrics']}\nreport:  {paths['html']}")
 

@@ -107,3 +107,12 @@ def lock_free(folder: Path) -> None:
     if (folder / ".lock").exists():
         with FolderLock(folder):
             pass
+
+
+def prefect_server() -> str | None:
+    """The Prefect server the user configured (``PREFECT_API_URL`` from the environment or the
+    active profile), or None. One-off commands run as flows only when there is one: without it
+    Prefect would start a temporary server (10-20 s) whose records end with the command."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None

@@ -7,19 +7,16 @@ from pathlib import Path
 
 from prefect import flow
 
-from augment.core.versions import dataset_label
 from evaluation.config import EvalSpec, ReportSpec
+from evaluation.suite import report_names
 from flows.evaluate import evaluate_task, publish, report_task
 
 
 @flow(name="compare-datasets", log_prints=True)
 def compare_flow(datasets: list[str], spec: EvalSpec, reference: str | None, out_dir: str,
                  report_spec: ReportSpec, run_info: dict) -> dict:
-    names = [dataset_label(d) for d in datasets]
-    if len(set(names)) != len(names):
-        raise ValueError(f"datasets to compare need distinct folder names, got {names}")
     parts = [evaluate_task(d, spec, reference, str(Path(out_dir) / name))
-             for d, name in zip(datasets, names)]
+             for d, name in zip(datasets, report_names(datasets))]
     paths = report_task(parts, datasets, out_dir, report_spec, run_info)
     publish(out_dir, "comparison")
     return {"metrics": str(Path(out_dir) / "metrics.csv"), **paths}

@@ -10,7 +10,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from evaluation.config import AuditSpec, EvalSpec, ReportSpec
-from evaluation.suite import audit_one, evaluate_one, report
+from evaluation.suite import audit_one, evaluate_one, report, report_names
 
 
 @task(name="evaluate-dataset")
@@ -44,7 +44,7 @@ def publish(out_dir: str, key: str) -> None:
 def evaluate_flow(dataset: str, spec: EvalSpec, reference: str | None, out_dir: str,
                   report_spec: ReportSpec, run_info: dict) -> dict:
     """Evaluate ``dataset``; returns the paths of metrics.csv, summary.md and report.html."""
-    part = evaluate_task(dataset, spec, reference, str(Path(out_dir) / Path(dataset).name))
+    part = evaluate_task(dataset, spec, reference, str(Path(out_dir) / report_names([dataset])[0]))
     paths = report_task([part], [dataset], out_dir, report_spec, run_info)
     publish(out_dir, "evaluation")
     return {"metrics": str(Path(out_dir) / "metrics.csv"), **paths}
