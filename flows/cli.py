@@ -13,7 +13,7 @@ import typer
 from augment.config.base import ConfigError
 from evaluation.config import EvalSpec, ReportSpec
 from flows.cli_common import (STATE, SetOption, existing_inputs, fail, guarded, load_with_overrides,
-                              lock_free, prefect_server)
+                              prefect_server, ready_to_generate)
 from flows.config import RunConfig
 from flows.summaries import run_id
 from flows.train_cli import train_app
@@ -55,8 +55,7 @@ def generate(config: Path = ConfigArg, out: Optional[Path] = OutOption,
     run_config = guarded(_run_config, config, out, overrides)
     if jobs:
         guarded(lambda: [run_config.job(name) for name in jobs])
-    for job in [run_config.job(name) for name in jobs] if jobs else run_config.jobs:
-        guarded(lock_free, Path(run_config.out) / job.name)
+    guarded(ready_to_generate, run_config, jobs)
     from flows.generate import run_generate
     from flows.summaries import generation_markdown
 
@@ -69,6 +68,7 @@ def run(config: Path = ConfigArg, out: Optional[Path] = OutOption,
         overrides: Optional[list[str]] = SetOption) -> None:
     """The main job: generate the datasets, evaluate and audit them, write the report."""
     run_config = guarded(_run_config, config, out, overrides)
+    guarded(ready_to_generate, run_config)
     from flows.pipeline import pipeline
     from flows.summaries import generation_markdown
 
@@ -93,6 +93,8 @@ def serve(configs: list[Path] = typer.Argument(..., help="Run configs with a sch
     Example: prefect server start --host 127.0.0.1 &  export PREFECT_API_URL=http://127.0.0.1:4200/api
              synthmill serve configs/nightly.yaml
     """
+    from augment.core.weights import check_job_weights
+
     runs = [(path, guarded(load_with_overrides, path, RunConfig, overrides)) for path in configs]
     for path, run_config in runs:
         if run_config.schedule is None:
@@ -100,6 +102,8 @@ def serve(configs: list[Path] = typer.Argument(..., help="Run configs with a sch
                  "\"Schedules\")")
         if not run_config.jobs:
             fail(f"{path}: jobs: this config has no job")
+        for job in run_config.jobs:
+            guarded(check_job_weights, job)
     from flows.schedule import check_server, deployment
 
     url = guarded(check_server)

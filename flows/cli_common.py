@@ -109,6 +109,16 @@ def lock_free(folder: Path) -> None:
             pass
 
 
+def ready_to_generate(config, names: list[str] | None = None) -> None:
+    """Before any flow starts: each job to generate (those in ``names``, or all) has its weights
+    where the config says and its dataset folder free of another run's lock."""
+    from augment.core.weights import check_job_weights
+
+    for job in [config.job(name) for name in names] if names else config.jobs:
+        check_job_weights(job)
+        lock_free(Path(config.out) / job.name)
+
+
 def prefect_server() -> str | None:
     """The Prefect server the user configured (``PREFECT_API_URL`` from the environment or the
     active profile), or None. One-off commands run as flows only when there is one: without it

@@ -61,6 +61,7 @@ class BackendSpec(Strict):
     """
 
     schedulers: ClassVar[tuple[str, ...] | None] = None
+    weight_fields: ClassVar[tuple[str, ...]] = ("path",)  # where weights come from (checked early)
 
     backend: str
     path: str | None = Field(

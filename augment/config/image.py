@@ -7,7 +7,7 @@ names the backend.
 from __future__ import annotations
 
 import string
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SerializeAsAny, WrapValidator, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -58,6 +58,8 @@ class StableDiffusionSpec(BackendSpec):
 
 class ControlNetSegSpec(StableDiffusionSpec):
     """``controlnet-seg``: SD + a segmentation ControlNet; the layout is painted in its palette."""
+
+    weight_fields: ClassVar[tuple[str, ...]] = ("path", "controlnet")
 
     backend: Literal["controlnet-seg"] = "controlnet-seg"
     controlnet: str = Field(..., description="Hub id or local folder of the segmentation ControlNet "

@@ -31,10 +31,10 @@ def resolve_model_path(path: str | None, embedded: Path | None,
     local = Path(path).expanduser()
     if local.exists():
         if not local.is_dir():
-            raise FileNotFoundError(f"model path {local} is a file; expected a diffusers folder")
+            raise FileNotFoundError(f"{field}: {local} is a file; expected a diffusers folder")
         return local
     if path.startswith((".", "/", "~")) or path.count("/") != 1:
-        raise FileNotFoundError(f"model folder {local} does not exist")
+        raise FileNotFoundError(f"{field}: model folder {local} does not exist")
     try:
         return Path(snapshot_download(path, allow_patterns=["*.json", "*.safetensors", "*.txt"]))
     except Exception as exc:  # offline, unknown repo, no auth: all end the same way for a user
@@ -42,3 +42,24 @@ def resolve_model_path(path: str | None, embedded: Path | None,
             f"cannot load model {path!r} from the Hugging Face hub ({type(exc).__name__}); "
             f"download it where you have network (huggingface-cli download {path} --local-dir "
             f"DIR) and set {field} to that local folder") from None
+
+
+def check_job_weights(job) -> None:
+    """Resolve every place ``job`` loads weights from (the model's folders or cached hub ids, the
+    verifier's checkpoint) without loading them: run before any shard starts, so that a wrong path
+    is one error naming the job and the field, and nothing is written."""
+    checks = [(f"model.{name}", getattr(job.model, name)) for name in job.model.weight_fields]
+    for name in ("clip_checkpoint", "clap_model"):
+        if getattr(job.verify, name, None) and job.verify.resolved_method(job.model.backend) != "none":
+            checks.append((f"verify.{name}", getattr(job.verify, name)))
+    for field, value in checks:
+        if value is None:
+            continue
+        try:
+            if field.startswith("verify."):
+                if not Path(value).expanduser().exists():
+                    raise FileNotFoundError(f"{field}: {value} does not exist")
+            else:
+                resolve_model_path(value, None, field)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"jobs {job.name}: {exc}") from None

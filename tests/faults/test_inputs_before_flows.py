@@ -47,3 +47,39 @@ def test_a_locked_dataset_folder_is_refused_before_the_flow_starts(tmp_path):
         line = _one_error_line(_run(["generate", str(config)], tmp_path))
     assert "datasets/busy is in use by another synthmill run" in line
     assert sorted(p.name for p in (tmp_path / "datasets" / "busy").iterdir()) == [".lock"]
+
+
+def _controlnet_config(tmp_path: Path, **verify) -> Path:
+    config = tmp_path / "cn.yaml"
+    config.write_text(yaml.safe_dump({"out": "datasets", "jobs": [
+        {"name": "cn", "num_samples": 4, "shard_size": 1,
+         "model": {"backend": "controlnet-seg", "path": str(tmp_path / "sd15"),
+                   "controlnet": str(tmp_path / "cn")},
+         "verify": verify or {"method": "none"}}]}))
+    return config
+
+
+def test_missing_weights_are_refused_naming_the_job_and_field_before_any_shard(tmp_path):
+    """Was: 632 lines (16 identical shard tracebacks) and a half-made folder with .lock."""
+    config = _controlnet_config(tmp_path)
+    for command in ("generate", "run"):
+        line = _one_error_line(_run([command, str(config)], tmp_path))
+        assert line == f"error: jobs cn: model.path: model folder {tmp_path / 'sd15'} does not exist"
+    (tmp_path / "sd15").mkdir()  # the next missing place is named in turn
+    line = _one_error_line(_run(["generate", str(config)], tmp_path))
+    assert line == f"error: jobs cn: model.controlnet: model folder {tmp_path / 'cn'} does not exist"
+    (tmp_path / "cn").mkdir()
+    config = _controlnet_config(tmp_path, method="clip", clip_checkpoint=str(tmp_path / "c.safetensors"))
+    line = _one_error_line(_run(["generate", str(config)], tmp_path))
+    assert line == f"error: jobs cn: verify.clip_checkpoint: {tmp_path / 'c.safetensors'} does not exist"
+    assert not (tmp_path / "datasets").exists()
+
+
+def test_run_refuses_a_locked_folder_before_the_pipeline_starts(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"out": "datasets", "jobs": [
+        {"name": "busy", "num_samples": 2, "model": {"backend": "shapes-world"}}]}))
+    with FolderLock(tmp_path / "datasets" / "busy"):
+        line = _one_error_line(_run(["run", str(config)], tmp_path))
+    assert "datasets/busy is in use by another synthmill run" in line
+    assert not (tmp_path / "reports").exists()
