@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import entropy
+from scipy.stats import binom, binomtest, entropy
 
 from augment.image.world import CLASSES, COLOURS, PALETTE, PLANTED_SKEW, sample_colour
 from evaluation.bias import audit_attribute, bias_figures, distribution_frame
@@ -49,13 +49,38 @@ def test_planted_circle_skew_is_flagged_and_nothing_else():
     assert [g for g, a in audits.items() if a.flagged] == ["circle"]
 
 
-def test_false_flag_rate_on_uniform_data_is_low():
-    """50 seeds x 5 shapes of colours drawn uniformly: the target itself, so every flag is false."""
-    groups = [shape for shape in CLASSES for _ in range(50)]
-    flags = [a.flagged for seed in range(50)
-             for a in audit(groups, np.random.default_rng(seed).choice(COLOURS, len(groups)),
-                            rounds=50, null_draws=300).values()]
-    assert np.mean(flags) < 0.10
+def test_false_flag_rate_on_uniform_data_is_bonferroni_corrected():
+    """100 audits of G = 10 groups of 50 colours drawn uniformly, the target itself, so every flag
+    is false: at most 0.05 / G of the groups and 5% of the audits may be flagged. Without the
+    division by G a group is flagged at up to 5%, and a third of the audits flag some group."""
+    n_groups, audits = 10, 100
+    groups = [f"group {g}" for g in range(n_groups) for _ in range(50)]
+    rng = np.random.default_rng(0)
+    flags = np.array([[a.flagged for a in audit_attribute(
+        groups, rng.choice(COLOURS, len(groups)), COLOURS, rounds=1, null_draws=1000, seed=k)]
+        for k in range(audits)])  # (audits, groups)
+    # the most flags that rates of 0.05 / G (per group) and 0.05 (per audit) make likely
+    assert flags.sum() <= binom.ppf(0.999, flags.size, 0.05 / n_groups)
+    assert flags.any(axis=1).sum() <= binom.ppf(0.999, audits, 0.05)
+
+
+def test_flag_threshold_is_divided_by_the_number_of_groups():
+    """With two values and a uniform target the max abs deviation is |k/n - 1/2|, so the exact
+    p-value of the test is the two-sided binomial test's. Among G = 5 groups, p = 0.021 lies
+    between 0.05 / G and 0.05: not flagged; p = 0.0018 is; alone, p = 0.021 is flagged too."""
+    values, n = ("heads", "tails"), 100
+    heads = {"a": 62, "b": 66, "c": 50, "d": 50, "e": 50}
+    groups = [g for g in heads for _ in range(n)]
+    coins = [v for k in heads.values() for v in ["heads"] * k + ["tails"] * (n - k)]
+    found = {a.group: a for a in audit_attribute(groups, coins, values, rounds=1,
+                                                 null_draws=20_000)}
+    exact = {g: binomtest(k, n, 0.5).pvalue for g, k in heads.items()}
+    assert 0.05 / len(heads) < exact["a"] < 0.05 and exact["b"] < 0.05 / len(heads)
+    for g in ("a", "b"):
+        assert found[g].p_value == pytest.approx(exact[g], abs=0.003)  # Monte Carlo p-value
+    assert [g for g, a in found.items() if a.flagged] == ["b"]
+    (alone,) = audit_attribute(["a"] * n, coins[:n], values, rounds=1, null_draws=20_000)
+    assert alone.flagged
 
 
 def width(audit, name):

@@ -115,6 +115,25 @@ def test_fid_interval_brackets_the_value_and_warns_below_2048():
     assert "biased upward" in figure.details and figure.n == 300
 
 
+def test_fid_interval_is_the_delete_d_jackknife_of_its_docstring():
+    """Recomputed from the definition in ``evaluation.stats.subsample_interval``: FID of `rounds`
+    subsets of 80% of the generated rows (drawn in the same order from the same seed), their
+    deviations from the subsets' mean scaled by sqrt(m / (n - m)), percentiles added to the value."""
+    gen, ref = gaussian(120, d=8, shift=0.4, seed=20), gaussian(200, d=8, seed=21)
+    n, m, rounds, seed = len(gen), 96, 40, 7
+    figure = fid(gen, statistics(ref), len(ref), rounds=rounds, confidence=0.9, seed=seed)
+    draws = np.random.default_rng(seed)
+    subsets = np.array([direct_frechet(gen[draws.choice(n, m, replace=False)], ref)
+                        for _ in range(rounds)])
+    scaled = np.sqrt(m / (n - m)) * (subsets - subsets.mean())
+    value = direct_frechet(gen, ref)
+    assert figure.value == pytest.approx(value, rel=1e-6)
+    assert figure.ci_low == pytest.approx(value + np.quantile(scaled, 0.05), rel=1e-6)
+    assert figure.ci_high == pytest.approx(value + np.quantile(scaled, 0.95), rel=1e-6)
+    assert figure.ci_low < figure.value < figure.ci_high
+    assert figure.ci_high - figure.ci_low > 0.1 * figure.value
+
+
 def test_collapsed_generator_has_low_recall():
     ref = gaussian(400, seed=10)
     collapsed = np.repeat(ref[:1], 400, axis=0) + 1e-3 * gaussian(400, seed=11)

@@ -14,7 +14,7 @@ import augment.core.shards as gen
 from augment.config.image import ImageJob, ImageSamplerSpec, ShapesLayoutSpec
 from augment.core.backends import render_guarded
 from augment.core.io import FolderLock, FolderLockedError
-from augment.core.seeds import split_of
+from augment.core.seeds import sample_seeds, split_of
 from augment.image.layout_types import Layout
 from augment.image.layouts import sample_layout
 
@@ -193,3 +193,40 @@ def test_a_sample_rescued_in_fp32_is_exported(tmp_path, monkeypatch):
     assert list(manifest["status"]) == ["ok", "retried_fp32"] and manifest["kept"].all()
     coco = json.loads((root / "annotations" / "instances.json").read_text())
     assert {im["id"] for im in coco["images"]} == {0, 1}
+
+
+class Counting:
+    """A backend that records the noise seed of every sample it renders."""
+
+    model_id, weights = "fake", "0" * 16
+
+    def __init__(self):
+        self.seeds = []
+
+    def render(self, layouts, sampler, seeds, force_fp32=False):
+        self.seeds += list(seeds)
+        return np.full((len(seeds), 64, 64, 3), 0.5, np.float32)
+
+    def prompt(self, layout, sampler):
+        return None
+
+
+def test_resume_renders_only_the_unfinished_shards(tmp_path, monkeypatch):
+    job = small_job(verify={"enabled": False})
+    backend = Counting()
+    monkeypatch.setattr(gen, "load_backend", lambda spec: backend)
+    root = gen.prepare_dataset(job, tmp_path)
+    gen.generate_shard(job, root, 0)
+    # files are written atomically (a new inode each time): a rewrite shows even within one tick
+    first = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in root.rglob("*")
+             if p.is_file() and p.name not in ("job.json", ".lock")}  # job.json: rewritten on resume
+    assert len(first) == 2 * 3 + 1  # two samples' image and masks, and the shard's manifest part
+    noise_seed = {sample_seeds(job.seed, i)[1]: i for i in range(job.num_samples)}
+    assert sorted(noise_seed[s] for s in backend.seeds) == list(gen.shard_ids(job, 0))
+    assert gen.pending_shards(job, root) == [1, 2]
+
+    backend.seeds.clear()
+    gen.generate_dataset(job, tmp_path)
+    assert sorted(noise_seed[s] for s in backend.seeds) == [2, 3, 4, 5]  # shards 1 and 2 only
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in first} == first
+    assert gen.pending_shards(job, root) == []
