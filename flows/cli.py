@@ -19,8 +19,9 @@ from flows.summaries import run_id
 from flows.train_cli import train_app
 
 app = typer.Typer(help="synthmill: labeled synthetic datasets from conditional diffusion models, "
-                       "with honest quality numbers.", no_args_is_help=True, add_completion=False)
-app.add_typer(train_app, name="train")
+                       "with honest quality numbers.", no_args_is_help=True, add_completion=False,
+                   rich_markup_mode=None)
+app.add_typer(train_app, name="train", short_help="Train the embedded models from a fixed seed.")
 
 
 @app.callback()
@@ -43,14 +44,16 @@ OutOption = typer.Option(None, "--out", help="Output folder for datasets (overri
 ConfigArg = typer.Argument(..., exists=False, help="YAML run config (see configs/).")
 
 
-@app.command()
+@app.command(short_help="Generate the config's datasets (resumes a stopped run).")
 def generate(config: Path = ConfigArg, out: Optional[Path] = OutOption,
              jobs: Optional[list[str]] = typer.Option(
-                 None, "--job", help="Generate only this job (by name). Repeatable."),
+                 None, "--job", metavar="NAME", help="Generate only this job (by name). Repeatable."),
              overrides: Optional[list[str]] = SetOption) -> None:
     """Generate the config's datasets (resumes an interrupted run of the same config).
 
-    Example: synthmill generate configs/demo.yaml --job demo-shapes --set jobs.demo-shapes.num_samples=500
+    \b
+    Example:
+      synthmill generate configs/demo.yaml --job demo-shapes --set jobs.demo-shapes.num_samples=500
     """
     run_config = guarded(_run_config, config, out, overrides)
     if jobs:
@@ -63,7 +66,7 @@ def generate(config: Path = ConfigArg, out: Optional[Path] = OutOption,
         typer.echo(generation_markdown(Path(summary["path"]).name, summary) + "\n")
 
 
-@app.command()
+@app.command(short_help="The main job: generate, evaluate, audit, report.")
 def run(config: Path = ConfigArg, out: Optional[Path] = OutOption,
         overrides: Optional[list[str]] = SetOption) -> None:
     """The main job: generate the datasets, evaluate and audit them, write the report."""
@@ -83,15 +86,18 @@ def run(config: Path = ConfigArg, out: Optional[Path] = OutOption,
         typer.echo(f"report:  {result['report']['html']}")
 
 
-@app.command()
+@app.command(short_help="Serve the configs' schedules (needs a Prefect server).")
 def serve(configs: list[Path] = typer.Argument(..., help="Run configs with a schedule: section."),
           overrides: Optional[list[str]] = SetOption) -> None:
     """Serve the configs' schedules as Prefect deployments until Ctrl-C (needs a Prefect server:
     PREFECT_API_URL). Each run writes a new dataset version <out>/<job>/vNNNN and moves
     <out>/<job>/latest once it succeeded.
 
-    Example: prefect server start --host 127.0.0.1 &  export PREFECT_API_URL=http://127.0.0.1:4200/api
-             synthmill serve configs/nightly.yaml
+    \b
+    Example:
+      prefect server start --host 127.0.0.1 &
+      export PREFECT_API_URL=http://127.0.0.1:4200/api
+      synthmill serve configs/nightly.yaml
     """
     from augment.core.weights import check_job_weights
 
@@ -114,7 +120,7 @@ def serve(configs: list[Path] = typer.Argument(..., help="Run configs with a sch
     guarded(prefect_serve, *deployments, print_starting_message=True)
 
 
-@app.command()
+@app.command(short_help="Remake one sample from its manifest row.")
 def replay(dataset: Path = typer.Argument(..., help="A synthmill dataset folder."),
            sample_id: int = typer.Argument(..., help="The sample's id (manifest column id)."),
            out: Path = typer.Option(..., "--out", help="File for the sample (.png for images, "
@@ -123,7 +129,9 @@ def replay(dataset: Path = typer.Argument(..., help="A synthmill dataset folder.
            ) -> None:
     """Regenerate one sample from its manifest row alone (same weights required).
 
-    Example: synthmill replay datasets/demo-shapes 12 --out sample12.png
+    \b
+    Example:
+      synthmill replay datasets/demo-shapes 12 --out sample12.png
     """
     import pandas as pd
 
@@ -170,7 +178,7 @@ def _print_metrics(metrics_csv: str) -> None:
     typer.echo(table[table.group == "all"][cols].round(4).to_string(index=False))
 
 
-@app.command()
+@app.command(short_help="Score one dataset: every figure with N and an interval.")
 def evaluate(
     dataset: Path = typer.Argument(..., help="Synthmill dataset folder (or an image or audio folder)."),
     reference: Optional[str] = ReferenceOption,
@@ -191,7 +199,7 @@ def evaluate(
     typer.echo(f"\nmetrics: {paths['metrics']}\nreport:  {paths['html']}")
 
 
-@app.command()
+@app.command(short_help="Score several datasets side by side in one report.")
 def compare(
     datasets: list[Path] = typer.Argument(..., help="Two or more dataset folders."),
     reference: Optional[str] = ReferenceOption,
@@ -212,7 +220,7 @@ def compare(
     typer.echo(f"\nmetrics: {paths['metrics']}\nreport:  {paths['html']}")
 
 
-@app.command()
+@app.command(short_help="Does the synthetic set help a model trained on real data?")
 def utility(
     dataset: Path = typer.Argument(..., help="Synthetic image dataset (with masks) to judge."),
     real: Optional[Path] = typer.Option(None, "--real", help="Real training pool (a dataset "
@@ -227,7 +235,9 @@ def utility(
     synthetic-only and more-real arms at each real budget and seed; tests on held-out real
     images (mIoU, box AP by pycocotools); reports each arm's gain over real-only with an interval.
 
-    Example: synthmill utility datasets/demo-shapes --set budgets=[50] --set seeds=3
+    \b
+    Example:
+      synthmill utility datasets/demo-shapes --set budgets=[50] --set seeds=3
     """
     from evaluation.config import UtilitySpec
 
@@ -246,7 +256,7 @@ def utility(
     typer.echo(f"\nmetrics: {paths['metrics']}\nreport:  {paths['html']}")
 
 
-@app.command("report")
+@app.command("report", short_help="Rewrite a report from existing metrics.csv files.")
 def report_cmd(
     run_dirs: list[Path] = typer.Argument(..., help="Evaluation folders holding metrics.csv."),
     out: Path = typer.Option(..., "--out", help="Folder for the merged report."),
@@ -263,7 +273,7 @@ def report_cmd(
     typer.echo(f"report: {paths['html']}")
 
 
-@app.command()
+@app.command(short_help="Compute a reference set's features once (.npz).")
 def reference(
     source: Path = typer.Argument(..., help="Image or audio folder, synthmill dataset or COCO .json."),
     out: Path = typer.Option(..., "--out", help="Output .npz of reference features."),
@@ -281,7 +291,7 @@ def reference(
     typer.echo(f"saved {len(ref.features)} reference features ({ref.extractor}) to {out}")
 
 
-@app.command("convert-weights")
+@app.command("convert-weights", short_help="Convert a .pth state dict to safetensors.")
 def convert_weights(src: Path = typer.Argument(..., help="A .pth state dict (tensors only)."),
                     dst: Path = typer.Argument(..., help="Output .safetensors file.")) -> None:
     """Convert a PyTorch state dict to safetensors with a tensors-only unpickler (weights_only)."""

@@ -14,10 +14,10 @@ from augment.config.base import ConfigError, Strict, format_validation_error, lo
 
 STATE = {"debug": False}
 
-SetOption = typer.Option(None, "--set", help="Override a field of the command's config (dotted "
-                                             "path, YAML value): --set jobs.0.sampler.steps=10 in "
-                                             "a run config, --set batch_size=32 in evaluation "
-                                             "settings. Repeatable.")
+SetOption = typer.Option(None, "--set", metavar="FIELD=VALUE",
+                         help="Override a field of the command's config (dotted path, YAML value): "
+                              "--set jobs.0.sampler.steps=10 in a run config, --set batch_size=32 "
+                              "in evaluation settings. Repeatable.")
 
 
 def fail(message: str) -> None:

@@ -22,9 +22,9 @@ from augment.config.training import TrainTonesSpec
 from flows.cli_common import guarded, load_with_overrides
 
 train_app = typer.Typer(help="Train the embedded models from scratch (reproducible from a seed).",
-                        no_args_is_help=True)
+                        no_args_is_help=True, rich_markup_mode=None)
 
-SetOption = typer.Option(None, "--set", help="Override a recipe field: --set steps=200 (YAML value). "
+SetOption = typer.Option(None, "--set", metavar="FIELD=VALUE", help="Override a recipe field: --set steps=200 (YAML value). "
                                              "Repeatable.")
 SeedOption = typer.Option(None, "--seed", help="Seed of the training scenes and the initial weights "
                                                "(same as --set seed=N).")
@@ -67,14 +67,14 @@ def _add_command(t: _Trainer) -> None:
         typer.echo(t.summary(result, out))
 
     command.__doc__ = t.help
-    train_app.command(t.name)(command)
+    train_app.command(t.name, short_help=t.help.split(" (")[0].split(".")[0] + ".")(command)
 
 
 TRAINERS = (
     _Trainer("shapes", TrainShapesSpec, "augment.image.training.generator:train_shapes_generator",
              "models/shapes-tiny",
-             "Train the embedded shapes-tiny generator from a fixed seed (GPU recommended).\n\n"
-             "Example (a 2-step smoke run): synthmill train shapes --out /tmp/shapes-tiny --device cpu "
+             "Train the embedded shapes-tiny generator from a fixed seed (GPU recommended).\n\n\b\nExample (a 2-step smoke run):\n"
+             "  synthmill train shapes --out /tmp/shapes-tiny --device cpu "
              "--set steps=2 --set num_scenes=16 --set resolution=32 --set block_out_channels=[8,16]",
              lambda path, out: f"saved shapes-tiny to {path}"),
     _Trainer("tones", TrainTonesSpec, "augment.audio.training.generator:train_tones_generator",
@@ -82,14 +82,14 @@ TRAINERS = (
              "Train the embedded tones-tiny generator (log-mel diffusion) on real tones-world "
              "clips from a fixed seed (runs on a CPU in about an hour). The shipped weights are "
              "this run, then a second stage: synthmill train tones "
-             "configs/train/tones-tiny-stage2.yaml --out models/tones-tiny-stage2.\n\n"
-             "Example (a 2-step smoke run): synthmill train tones --out /tmp/tones-tiny "
+             "configs/train/tones-tiny-stage2.yaml --out models/tones-tiny-stage2.\n\n\b\nExample (a 2-step smoke run):\n"
+             "  synthmill train tones --out /tmp/tones-tiny "
              "--set steps=2 --set num_clips=16 --set batch_size=4 --set block_out_channels=[8,16]",
              lambda path, out: f"saved tones-tiny to {path}"),
     _Trainer("checker", TrainCheckerSpec, "augment.image.training.checker:train_checker",
              "models/shapes-checker",
-             "Train the shapes checker (the independent verifier) on real procedural scenes.\n\n"
-             "Example (a 20-step smoke run): synthmill train checker --out /tmp/shapes-checker "
+             "Train the shapes checker (the independent verifier) on real procedural scenes.\n\n\b\nExample (a 20-step smoke run):\n"
+             "  synthmill train checker --out /tmp/shapes-checker "
              "--set steps=20 --set num_scenes=64 --set eval_scenes=16",
              lambda report, out: f"saved shapes-checker to {out}; held-out mIoU "
                                  f"{report['held_out']['miou']:.3f}, colour instance accuracy "
@@ -97,8 +97,8 @@ TRAINERS = (
     _Trainer("tones-classifier", TrainTonesClassifierSpec,
              "augment.audio.training.classifier:train_tones_classifier", "models/tones-classifier",
              "Train the embedded tones classifier (the audio verifier and evaluation features) on "
-             "real tones-world clips.\n\n"
-             "Example (a 20-step smoke run): synthmill train tones-classifier --out /tmp/tones-classifier "
+             "real tones-world clips.\n\n\b\nExample (a 20-step smoke run):\n"
+             "  synthmill train tones-classifier --out /tmp/tones-classifier "
              "--set steps=20 --set num_clips=64 --set eval_clips=16",
              lambda report, out: f"saved tones-classifier to {out}; held-out class / pitch accuracy "
                                  f"{report['held_out']['clean']['class_accuracy']:.3f} / "
@@ -108,15 +108,15 @@ TRAINERS = (
     _Trainer("shapes-features", TrainShapesFeaturesSpec,
              "evaluation.image.training.shapes_features:train_shapes_features", "models/shapes-features",
              "Train the embedded fidelity feature extractor (shapes-features) on real procedural "
-             "scenes.\n\n"
-             "Example (a 20-step smoke run): synthmill train shapes-features --out /tmp/shapes-features "
+             "scenes.\n\n\b\nExample (a 20-step smoke run):\n"
+             "  synthmill train shapes-features --out /tmp/shapes-features "
              "--seed 1 --set steps=20 --set num_scenes=64 --set eval_scenes=16",
              lambda report, out: f"saved shapes-features to {out}; held-out accuracy "
                                  f"{report['held_out']['accuracy']:.3f}"),
     _Trainer("clip", TrainClipSpec, "evaluation.image.training.clip:train_shapes_clip", "models/shapes-clip",
              "Train the embedded CLIP (shapes-clip-tiny) contrastively on shapes-world images and "
-             "captions.\n\n"
-             "Example (a 4-step smoke run): synthmill train clip --out /tmp/shapes-clip "
+             "captions.\n\n\b\nExample (a 4-step smoke run):\n"
+             "  synthmill train clip --out /tmp/shapes-clip "
              "--set steps=4 --set num_scenes=40 --set batch_size=16 --set eval_scenes=16",
              lambda report, out: f"saved shapes-clip-tiny to {out}; zero-shot shape accuracy "
                                  f"{report['held_out']['shape_accuracy']:.3f}, colour accuracy "
