@@ -13,8 +13,10 @@ COLUMNS = ["dataset", "reference", "metric", "value", "ci_low", "ci_high", "n", 
            "group", "details"]
 """The columns of metrics.csv, one row per ``Figure`` of one dataset."""
 
-PLOTS = ("bars", "none")
-"""``bars``: a bar per dataset (and group), its interval as whiskers; ``none``: not charted."""
+PLOTS = ("bars", "count", "none")
+"""``bars``: a bar per dataset (and group), its interval as whiskers where it has one; ``count``: a
+whole number of ``unit`` (unreadable files), shown in the tables as a count ("0 files"), never as a
+chart or a rate; ``none``: not charted (its study draws its own chart)."""
 
 
 @dataclass
@@ -32,13 +34,15 @@ class Figure:
 
 @dataclass(frozen=True)
 class FigureSpec:
-    """What a figure name means: ``higher_is_better`` (its direction), ``unit`` ("" when it has
-    none) and ``plot`` (one of ``PLOTS``)."""
+    """What a figure name means: ``higher_is_better`` (its direction: the one place the
+    comparison's marks, the charts' captions and the report's headline read it from), ``unit`` (""
+    when it has none), ``plot`` (one of ``PLOTS``) and ``key``: shown in the report's key table."""
 
     name: str
     higher_is_better: bool
     unit: str = ""
     plot: str = "bars"
+    key: bool = False
 
     def __post_init__(self):
         if self.plot not in PLOTS:

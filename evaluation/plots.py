@@ -15,12 +15,13 @@ import io
 import json
 import logging
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from evaluation.registry import figure_spec
 
@@ -113,22 +114,50 @@ def _labels(texts: Sequence) -> list[str]:
     return [plain_text(t) for t in texts]
 
 
+def _finite_interval(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return np.isfinite(values) & np.isfinite(lo) & np.isfinite(hi)
+
+
 def _whiskers(ax, x: np.ndarray, values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
     """Interval whiskers where the interval is known (a NaN interval draws nothing)."""
-    ok = np.isfinite(values) & np.isfinite(lo) & np.isfinite(hi)
+    ok = _finite_interval(values, lo, hi)
     if ok.any():
         yerr = np.vstack([values[ok] - lo[ok], hi[ok] - values[ok]]).clip(min=0)
         ax.errorbar(x[ok], values[ok], yerr=yerr, fmt="none", ecolor="black", capsize=3, lw=1)
 
 
-def metric_bars(metrics: pd.DataFrame, metric: str, groups: Sequence[str] | None = None) -> bytes:
-    """PNG of ``metric`` per dataset (and per group) with interval whiskers and N on each bar; its
-    direction and unit as declared (``evaluation.registry.figure_spec``).
+def draws_whiskers(rows: pd.DataFrame) -> bool:
+    """Whether ``metric_bars`` of these rows draws any interval whisker: a chart says "whiskers"
+    only then."""
+    return bool(_finite_interval(rows["value"].to_numpy(float), rows["ci_low"].to_numpy(float),
+                                 rows["ci_high"].to_numpy(float)).any())
+
+
+def metric_caption(rows: pd.DataFrame, metric: str) -> str:
+    """What a chart of ``metric`` shows: its declared direction, and "whiskers: interval" when it
+    draws one (``draws_whiskers``)."""
+    declared = figure_spec(metric)
+    notes = [f"{declared.direction} is better"] if declared else []
+    notes += ["whiskers: interval"] if draws_whiskers(rows) else ["no intervals"]
+    return f"{metric} ({'; '.join(notes)})"
+
+
+FLAGGED = "#c0001a"
+"""The colour of what an audit flagged, in charts and in report.html."""
+
+
+def metric_bars(metrics: pd.DataFrame, metric: str, groups: Sequence[str] | None = None,
+                flagged: Collection[tuple[str, str]] = ()) -> bytes:
+    """PNG of ``metric`` per dataset (and per group) with interval whiskers where there are
+    intervals and N on each bar; titled by ``metric_caption`` (direction as declared in
+    ``evaluation.registry``), its unit as declared.
 
     ``metrics``: long-form rows (``evaluation.figures.COLUMNS``). ``groups`` defaults to every
-    group present.
+    group present. ``flagged``: (dataset, group) pairs an audit flagged: their bars are outlined in
+    red and their group's label is red.
     With one group the bars are the datasets; with several, groups sit on the x axis and each
-    dataset has its own colour. A skipped figure (NaN) shows as "n/a".
+    dataset has its own colour. A skipped figure (NaN) shows as "n/a"; a group a dataset has no
+    row for shows nothing.
     """
     rows = metrics[metrics["metric"] == metric]
     if groups is not None:
@@ -146,23 +175,39 @@ def metric_bars(metrics: pd.DataFrame, metric: str, groups: Sequence[str] | None
         part = rows[rows["dataset"] == dataset].set_index("group").reindex(group_names)
         pos = (np.array([i], float) if one_group
                else np.arange(len(group_names)) + (i - (len(datasets) - 1) / 2) * width)
+        present = part["metric"].notna().to_numpy()
         values = part["value"].to_numpy(float)
-        ax.bar(pos, np.nan_to_num(values), width, color=f"C{i % 10}", label=plain_text(dataset))
+        marked = [(dataset, g) in flagged for g in group_names]
+        ax.bar(pos[present], np.nan_to_num(values[present]), width, color=f"C{i % 10}",
+               label=plain_text(dataset),
+               edgecolor=[FLAGGED if m else "none" for m, p in zip(marked, present) if p],
+               linewidth=[2.5 if m else 0 for m, p in zip(marked, present) if p])
         high = part["ci_high"].to_numpy(float)
         _whiskers(ax, pos, values, part["ci_low"].to_numpy(float), high)
         # N above the whisker, where it cannot collide with it
-        for x, v, top, n in zip(pos, values, np.fmax(values, high), part["n"].fillna(0)):
-            ax.text(x, np.nan_to_num(top), f"N={int(n)}" if np.isfinite(v) else "n/a",
-                    ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(np.arange(len(slots)), _labels(slots), rotation=20 if len(slots) > 3 else 0,
-                  ha="right" if len(slots) > 3 else "center")
+        for x, v, top, n, shown in zip(pos, values, np.fmax(values, high), part["n"], present):
+            if shown:
+                ax.text(x, np.nan_to_num(top), f"N={int(n)}" if np.isfinite(v) else "n/a",
+                        ha="center", va="bottom", fontsize=7)
+    crowded = len(slots) > 3 or sum(len(str(s)) for s in slots) > 8 * len(slots)
+    ax.set_xticks(np.arange(len(slots)), _labels(slots), rotation=20 if crowded else 0,
+                  ha="right" if crowded else "center")
+    flagged_slots = ({d for d, g in flagged if g == group_names[0]} if one_group
+                     else {g for d, g in flagged if d in datasets})
+    for label, slot in zip(ax.get_xticklabels(), slots):
+        if slot in flagged_slots:
+            label.set_color(FLAGGED)
+            label.set_fontweight("bold")
+    ax.set_title(plain_text(metric_caption(rows, metric)), fontsize=10)
     declared = figure_spec(metric)
-    direction = f"{declared.direction} is better; " if declared else ""
-    ax.set_title(plain_text(f"{metric} ({direction}whiskers: interval)"), fontsize=10)
     if declared and declared.unit:
         ax.set_ylabel(plain_text(declared.unit))
-    if not one_group:
-        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if not one_group or flagged_slots:
+        handles = [Patch(color=f"C{i % 10}", label=plain_text(d)) for i, d in enumerate(datasets)]
+        handles += [Patch(facecolor="none", edgecolor=FLAGGED, linewidth=2.5,
+                          label="flagged by its audit")] if flagged_slots else []
+        ax.legend(handles=handles, fontsize=7, frameon=False, loc="upper left",
+                  bbox_to_anchor=(1.0, 1.0))
     ax.margins(y=0.15)
     ax.spines[["top", "right"]].set_visible(False)
     return figure_png(fig)
@@ -214,12 +259,15 @@ def _value_colours(values: Sequence[str], known: Mapping[str, Sequence[int]]) ->
 
 
 def attribute_distribution(dist: pd.DataFrame, title: str = "attribute shares per group",
-                           colours: Mapping[str, Sequence[int]] | None = None) -> bytes:
+                           colours: Mapping[str, Sequence[int]] | None = None,
+                           flagged: Collection[str] = ()) -> bytes:
     """PNG of attribute shares per group, grouped bars, with the target share as a black tick.
 
     ``dist`` has one row per (group, attribute value): columns ``group``, ``value`` (e.g. "red"),
     ``share`` in [0, 1]; optional ``ci_low``/``ci_high`` (whiskers) and ``target`` (expected share).
     ``colours``: RGB (0-255) to draw a value's bars in (e.g. the audit preset's palette).
+    ``flagged``: groups the audit flagged: shaded red behind their bars, their label red and
+    marked "FLAGGED".
     """
     missing = {"group", "value", "share"} - set(dist.columns)
     if missing:
@@ -240,11 +288,17 @@ def attribute_distribution(dist: pd.DataFrame, title: str = "attribute shares pe
         if "target" in part.columns:
             ax.hlines(part["target"].to_numpy(float), x - width / 2, x + width / 2, colors="black",
                       linewidth=1.6, label="target" if j == 0 else None)
-    ax.set_xticks(np.arange(len(groups)), _labels(groups))
+    ax.set_xticks(np.arange(len(groups)),
+                  _labels([f"{g}\nFLAGGED" if g in flagged else g for g in groups]))
+    for i, (label, group) in enumerate(zip(ax.get_xticklabels(), groups)):
+        if group in flagged:
+            ax.axvspan(i - 0.45, i + 0.45, color=FLAGGED, alpha=0.08, zorder=0, linewidth=0)
+            label.set_color(FLAGGED)
+            label.set_fontweight("bold")
     ax.set_ylabel("share")
     ax.set_title(plain_text(title), fontsize=10)
     ax.legend(fontsize=7, frameon=False, ncol=min(len(values) + 1, 7), loc="upper center",
-              bbox_to_anchor=(0.5, -0.12))
+              bbox_to_anchor=(0.5, -0.2 if flagged else -0.12))
     ax.spines[["top", "right"]].set_visible(False)
     return figure_png(fig)
 

@@ -3,8 +3,9 @@ modalities evaluation can read.
 
 A ``Metric`` entry names what the metric needs, its compute function (``"module:function"``,
 imported only when the metric runs), its own settings model if it has settings of its own, and
-the figures it writes, each declared once here with its direction, unit and plot. The comparison
-table and the report read directions, units and plots from these declarations (``figure_spec``).
+the figures it writes, each declared once here with its direction, unit, plot and whether it is a
+key figure. The comparison table and the report (its headline, key table, best marks and chart
+captions) read them from these declarations (``figure_spec``) and nowhere else.
 Adding a metric is one new module (its compute function) plus one ``METRICS.add``.
 
 Needs a metric can name: ``fidelity`` (the fidelity extractor's arrays of the set: ``features``
@@ -136,35 +137,35 @@ _VS_REFERENCE = ("fidelity", "reference")
 _IMAGE_VS_REFERENCE = ("image",) + _VS_REFERENCE
 _AUDIO_VS_REFERENCE = ("audio",) + _VS_REFERENCE
 METRICS.add(Metric("fid", compute="evaluation.fidelity:score_fid", needs=_IMAGE_VS_REFERENCE,
-                   figures=(FigureSpec("fid", False),)))
+                   figures=(FigureSpec("fid", False, key=True),)))
 METRICS.add(Metric("fid_infinity", compute="evaluation.fidelity:score_fid_infinity",
                    needs=_IMAGE_VS_REFERENCE, default=False,
                    figures=(FigureSpec("fid_infinity", False),)))
 METRICS.add(Metric("kid", compute="evaluation.fidelity:score_kid", needs=_IMAGE_VS_REFERENCE,
                    figures=(FigureSpec("kid", False),)))
 METRICS.add(Metric("fad", compute="evaluation.audio.fidelity:score_fad", needs=_AUDIO_VS_REFERENCE,
-                   figures=(FigureSpec("fad", False),)))
+                   figures=(FigureSpec("fad", False, key=True),)))
 METRICS.add(Metric("fad_infinity", compute="evaluation.audio.fidelity:score_fad_infinity",
                    needs=_AUDIO_VS_REFERENCE, default=False,
                    figures=(FigureSpec("fad_infinity", False),)))
 METRICS.add(Metric("audio_kid", compute="evaluation.audio.fidelity:score_audio_kid",
                    needs=_AUDIO_VS_REFERENCE, figures=(FigureSpec("audio_kid", False),)))
 METRICS.add(Metric("prc", compute="evaluation.fidelity:score_prc", needs=_VS_REFERENCE,
-                   figures=(FigureSpec("precision", True, "share"),
-                            FigureSpec("recall", True, "share"))))
+                   figures=(FigureSpec("precision", True, "share", key=True),
+                            FigureSpec("recall", True, "share", key=True))))
 METRICS.add(Metric("density_coverage", compute="evaluation.diversity:score_density_coverage",
                    needs=_VS_REFERENCE, figures=(FigureSpec("density", True),
                                                  FigureSpec("coverage", True, "share"))))
 METRICS.add(Metric("memorization", compute="evaluation.memorization:score_memorization",
                    needs=_VS_REFERENCE,
-                   figures=(FigureSpec("memorization_rate", False, "share"),
+                   figures=(FigureSpec("memorization_rate", False, "share", key=True),
                             FigureSpec("near_duplicate_rate", False, "share"))))
 METRICS.add(Metric("is", compute="evaluation.fidelity:score_is", needs=("image", "fidelity"),
                    figures=(FigureSpec("inception_score", True),)))
 METRICS.add(Metric("audio_is", compute="evaluation.audio.fidelity:score_audio_is",
                    needs=("audio", "classifier"), figures=(FigureSpec("audio_is", True),)))
 METRICS.add(Metric("diversity", compute="evaluation.diversity:score_diversity",
-                   figures=(FigureSpec("vendi", True, "effective samples"),
+                   figures=(FigureSpec("vendi", True, "effective samples", key=True),
                             FigureSpec("mean_pairwise_distance", True, "cosine distance"))))
 METRICS.add(Metric("clip", compute="evaluation.image.clip_alignment:score_clip",
                    needs=("image", "clip"),
@@ -172,14 +173,14 @@ METRICS.add(Metric("clip", compute="evaluation.image.clip_alignment:score_clip",
                             FigureSpec("clip_crop_accuracy", True, "share"))))
 METRICS.add(Metric("layout", compute="evaluation.image.layout_fidelity:score_layout",
                    needs=("image", "checker"),
-                   figures=(FigureSpec("layout_miou", True, "IoU"),
+                   figures=(FigureSpec("layout_miou", True, "IoU", key=True),
                             FigureSpec("layout_colour_accuracy", True, "share"),
                             FigureSpec("layout_box_recall_iou50", True, "share"),
                             FigureSpec("layout_iou", True, "IoU"))))
 METRICS.add(Metric("label_consistency",
                    compute="evaluation.audio.events:score_label_consistency",
                    needs=("audio", "events"),
-                   figures=(FigureSpec("label_consistency", True, "share"),)))
+                   figures=(FigureSpec("label_consistency", True, "share", key=True),)))
 METRICS.add(Metric("event_f1", compute="evaluation.audio.events:score_event_f1",
                    needs=("audio", "events"), figures=(FigureSpec("event_f1", True),)))
 METRICS.add(Metric("clap", compute="evaluation.audio.clap_alignment:score_clap",
@@ -188,12 +189,12 @@ METRICS.add(Metric("clap", compute="evaluation.audio.clap_alignment:score_clap",
                             FigureSpec("clap_zero_shot_accuracy", True, "share"))))
 METRICS.add(Metric("unreadable", compute="evaluation.evaluate:score_unreadable",
                    needs=("image",), default=False, always=True,
-                   figures=(FigureSpec("unreadable_images", False, "files"),)))
+                   figures=(FigureSpec("unreadable_images", False, "files", plot="count"),)))
 METRICS.add(Metric("unreadable_audio", compute="evaluation.evaluate:score_unreadable_audio",
                    needs=("audio",), default=False, always=True,
-                   figures=(FigureSpec("unreadable_audio", False, "files"),)))
+                   figures=(FigureSpec("unreadable_audio", False, "files", plot="count"),)))
 AUDITS.add(Reported("bias", figures=(  # evaluation.bias.bias_figures, one per STATISTICS entry
-    FigureSpec("bias_normalised_entropy", True),  # 1 = uniform
+    FigureSpec("bias_normalised_entropy", True),  # 1 = uniform: higher is better
     FigureSpec("bias_kl_divergence", False, "nats"),
     FigureSpec("bias_max_abs_deviation", False, "share"),
     FigureSpec("bias_max_min_ratio", False))))

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import base64
 import html
+import itertools
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -25,35 +27,64 @@ from augment.core.versions import dataset_label
 from evaluation.compare import (Cell, comparison_table, format_number, higher_is_better,
                                 run_descriptors, runs_table)
 from evaluation.figures import COLUMNS
-from evaluation.plots import Picture, metric_bars
+from evaluation.plots import FLAGGED, Picture, metric_bars, metric_caption
 from evaluation.registry import MODALITIES, figure_spec
 from evaluation.sets import dataset_modality
 
 log = logging.getLogger(__name__)
 
-HOW_TO_READ = (
-    "Each figure is measured on N samples and comes with an interval: how far it could move with "
-    "another draw of N samples (bootstrap percentile or Wilson intervals at the configured "
-    "confidence, 95% by default; KID and IS give mean +- std over subsets; each row's details say "
-    "which). A small N gives a wide interval, and FID is biased upward below a few thousand "
-    "samples. A figure without an interval shows none. In the comparison table the best value of "
-    "each column is marked best, and a run whose interval overlaps the best run's is marked tie: "
-    "this evaluation cannot rank the two. A run or best value without an interval claims no tie.")
+HOW_TO_READ = {
+    "intervals": (
+        "Each figure is measured on N samples and comes with an interval: how far it could move "
+        "with another draw of N samples (bootstrap percentile or Wilson intervals at the "
+        "configured confidence, 95% by default; KID and IS give mean +- std over subsets; each "
+        "row's details say which). A small N gives a wide interval, and FID and FAD are biased "
+        "upward below a few thousand samples. A figure without an interval shows none; a count "
+        "(unreadable files) is a number of files, not a rate. Which way is better is declared "
+        "once per figure and written beside it."),
+    "comparison": (
+        "Two datasets are ranked on a figure only when their intervals are apart: overlapping "
+        "intervals are a tie, which means this evaluation cannot rank the two, not that they are "
+        "equal. In the tables the best value of each figure is marked best (green), and a dataset "
+        "whose interval overlaps the best one's is marked tie (light green); a figure without an "
+        "interval claims no tie."),
+    "audit": (
+        "A bias audit asks, per group (e.g. per class), whether an attribute the generator was "
+        "left to choose (e.g. colour) is spread as its target says beyond sampling noise; a "
+        "group it flags is SKEWED, shown in red here and outlined in red on the charts."),
+}
+"""What "How to read this" says: ``intervals`` always, the others when the report shows them."""
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto;
        max-width: 1200px; padding: 0 1em; color: #1d1d1f; line-height: 1.45; }
 h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
-table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.88em; }
-th, td { border: 1px solid #d6d6d6; padding: 3px 8px; text-align: left; vertical-align: top; }
+table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.88em; max-width: 100%; }
+th, td { border: 1px solid #d6d6d6; padding: 3px 8px; text-align: left; vertical-align: top;
+         overflow-wrap: break-word; }
 th { background: #f3f3f3; } td.best { font-weight: bold; background: #dff3df; }
 td.tie { background: #f4f9e6; } .note { color: #8a5a00; }
+.flagged { color: FLAGGED_COLOUR; font-weight: bold; }
+#headline { font-size: 1.05em; background: #f7f7f9; border: 1px solid #e2e2e6; padding: 0.2em 1em; }
+#headline li { margin: 0.2em 0; }
+details > summary { cursor: pointer; font-weight: 600; margin: 0.4em 0; }
 .pictures { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 .pictures.cols { display: grid; } figure { margin: 0; } img { max-width: 100%; }
 audio { display: block; width: 100%; min-width: 12em; height: 2em; }
 figcaption { font-size: 0.8em; color: #555; max-width: 40em; }
 nav a { margin-right: 1em; }
-"""
+""".replace("FLAGGED_COLOUR", FLAGGED)
+
+
+@dataclass
+class Verdict:
+    """One group's verdict in an audit of ``dataset``: ``text`` says it; a ``flagged`` group is
+    shown in red, in the headline and its section, and outlined in red on the charts."""
+
+    dataset: str
+    group: str
+    flagged: bool
+    text: str
 
 
 @dataclass
@@ -61,8 +92,10 @@ class Section:
     """An extra part of the report the caller computed: a bias audit, memorization examples, ...
 
     ``text`` is plain text (paragraphs separated by blank lines), never interpreted as HTML or
-    Markdown. ``columns`` lays ``images`` out that many per row (2 for image pairs); 0 = as many
-    as fit.
+    Markdown. ``verdicts``: an audit's verdicts, one per group, listed and carried into the
+    headline. ``columns`` lays ``images`` out that many per row (2 for image pairs); 0 = as many
+    as fit. ``with_figures``: shown with the charts, before the datasets' samples (an audit's or a
+    study's figures); else after the datasets (pictures of samples, such as the closest pairs).
     """
 
     title: str
@@ -70,6 +103,8 @@ class Section:
     table: pd.DataFrame | None = None
     images: list[Picture] = field(default_factory=list)
     columns: int = 0
+    verdicts: list[Verdict] = field(default_factory=list)
+    with_figures: bool = False
 
 
 @dataclass
@@ -83,21 +118,48 @@ class _DatasetPart:
     notes: list[str] = field(default_factory=list)
 
 
+Segment = tuple[str, bool]
+"""A piece of a headline line: its text, and whether it is flagged (red in report.html, bold in
+summary.md)."""
+
+
+@dataclass
+class HeadlineLine:
+    """One line of the headline, with sub-lines (a comparison's wins, ties, ...)."""
+
+    segments: list[Segment]
+    items: list[list[Segment]] = field(default_factory=list)
+
+
 @dataclass
 class _Report:
     title: str
     metrics: pd.DataFrame
     header: dict[str, str]
-    comparison: pd.DataFrame | None
+    compared: pd.DataFrame
+    table: pd.DataFrame | None
     charts: list[Picture]
     parts: list[_DatasetPart]
     sections: list[Section]
 
     @property
+    def comparison(self) -> pd.DataFrame | None:
+        """The comparison table, when several datasets are compared."""
+        return self.table if self.table is not None and len(self.table) > 1 else None
+
+    @property
+    def verdicts(self) -> list[Verdict]:
+        return [v for s in self.sections for v in s.verdicts]
+
+    @property
     def warnings(self) -> pd.DataFrame:
-        """Rows whose details warn or say the figure was skipped."""
-        hit = self.metrics["details"].fillna("").str.contains("WARNING|skipped", case=False)
-        return self.metrics.loc[hit, ["dataset", "metric", "group", "details"]]
+        """Each distinct warning once: how many figures carry it and where."""
+        return distinct_warnings(self.metrics)
+
+    def how_to_read(self) -> list[str]:
+        return ([HOW_TO_READ["intervals"]]
+                + ([HOW_TO_READ["comparison"]] if self.comparison is not None else [])
+                + ([HOW_TO_READ["audit"]] if self.verdicts else []))
 
 
 def write_report(out_dir: str | Path, metrics: pd.DataFrame, datasets: Sequence[str | Path],
@@ -106,31 +168,35 @@ def write_report(out_dir: str | Path, metrics: pd.DataFrame, datasets: Sequence[
                  samples_per_class: int = 4) -> dict[str, Path]:
     """Write ``summary.md`` and ``report.html`` into ``out_dir``; returns their paths.
 
-    ``metrics``: one or several metrics.csv tables concatenated (``evaluation.figures.COLUMNS``);
-    every row appears in report.html. ``datasets``: the evaluated dataset folders (counts,
-    throughput, and the pictures their modality draws: sample grids, class balance); a folder that
-    is not a synthmill dataset is noted, not drawn.
-    ``sections``: extra parts, after the built-in ones. ``run_info``: header lines such as run id,
-    start time and duration (the caller reads the clock). With several datasets, a comparison
-    table (``comparison_table``) lines them up.
+    Both open with a headline (``_headline``: which dataset is better on what, by intervals; kept
+    shares; audit verdicts; memorized samples; warnings), then the key figures (figures declared
+    ``key``), then the detail. ``metrics``: one or several metrics.csv tables concatenated
+    (``evaluation.figures.COLUMNS``); every row appears in report.html. ``datasets``: the
+    evaluated dataset folders (counts, throughput, and the pictures their modality draws: sample
+    grids, class balance); a folder that is not a synthmill dataset is noted, not drawn.
+    ``sections``: extra parts (audits, studies, memorization), placed as their ``with_figures``
+    says. ``run_info``: header lines such as run id, start time and duration (the
+    caller reads the clock). With several datasets, a comparison (``comparison_table``) lines them
+    up.
     """
     # 1. Check inputs
     missing = [c for c in COLUMNS if c not in metrics.columns]
     if missing:
         raise ValueError(f"metrics lack columns {missing}; expected {COLUMNS}")
     # 2. Gather what both files show
+    metrics = metrics.reset_index(drop=True)
     names = list(dict.fromkeys(metrics["dataset"]))
     header = {"datasets": ", ".join(names),
               "reference": _distinct(metrics["reference"]),
               "extractor": _distinct(metrics["extractor"]), **dict(run_info or {})}
-    # the comparison lines up the datasets given (an audit set's rows are a different kind of figure)
+    # the comparison lines up the datasets given (an audit set's rows are another kind of figure)
     compared = metrics[metrics["dataset"].isin({dataset_label(d) for d in datasets})]
-    comparison = (comparison_table(compared, runs=runs_table(datasets))
-                  if compared["dataset"].nunique() > 1 else None)
-    report = _Report(title, metrics.reset_index(drop=True), header, comparison,
-                     _metric_charts(metrics),
-                     [_dataset_part(Path(d), samples_per_class) for d in datasets],
-                     list(sections or []))
+    table = (comparison_table(compared, runs=runs_table(datasets))
+             if compared["dataset"].nunique() else None)
+    sections = list(sections or [])
+    flagged = {(v.dataset, v.group) for s in sections for v in s.verdicts if v.flagged}
+    report = _Report(title, metrics, header, compared, table, _metric_charts(metrics, flagged),
+                     [_dataset_part(Path(d), samples_per_class) for d in datasets], sections)
     # 3. Write
     out_dir = Path(out_dir)
     return {"summary": atomic_write_text(out_dir / "summary.md", _markdown(report)),
@@ -142,16 +208,23 @@ def _distinct(column: pd.Series) -> str:
     return ", ".join(values) or "none"
 
 
-def _metric_charts(metrics: pd.DataFrame) -> list[Picture]:
-    """One chart per figure name with a value, as its declaration says (``plot``, direction)."""
+def _metric_charts(metrics: pd.DataFrame, flagged: set[tuple[str, str]]) -> list[Picture]:
+    """One chart per figure name with a value, as its declaration says (``plot``, direction):
+    counts and figures not charted are left out, as is a figure with no value to draw.
+    ``flagged``: (dataset, group) pairs an audit flagged, outlined in red."""
     charts = []
     for metric in dict.fromkeys(metrics["metric"]):
         declared = figure_spec(metric)
-        if declared is not None and declared.plot == "none":
+        if declared is not None and declared.plot != "bars":
             continue
-        if metrics.loc[metrics["metric"] == metric, "value"].astype(float).notna().any():
-            caption = f"{metric}: {declared.direction} is better" if declared else metric
-            charts.append(Picture(metric_bars(metrics, metric), caption))
+        rows = metrics[metrics["metric"] == metric]
+        if rows["value"].astype(float).notna().any():
+            marked = {(d, g) for d, g in zip(rows["dataset"], rows["group"]) if (d, g) in flagged}
+            caption = metric_caption(rows, metric)
+            if marked:
+                caption += ("; outlined in red: groups their audit flagged ("
+                            + ", ".join(sorted({g for _, g in marked})) + ")")
+            charts.append(Picture(metric_bars(metrics, metric, flagged=marked), caption))
     return charts
 
 
@@ -174,7 +247,176 @@ def _dataset_part(root: Path, per_class: int) -> _DatasetPart:
     return part
 
 
+# -- the headline ----------------------------------------------------------------------------
+
+@dataclass
+class PairOutcome:
+    """How datasets ``a`` and ``b`` compare on the overall figures both have from one
+    ``extractor``: ``wins[name]``, the figures where that dataset's interval lies wholly on the
+    better side of the other's (the direction its declaration gives); ``ties``, the figures whose
+    intervals overlap (this evaluation cannot rank them); ``unranked``, the figures that lack an
+    interval or a declared direction. Counts (``plot`` "count") are not ranked at all."""
+
+    a: str
+    b: str
+    extractor: str
+    wins: dict[str, list[str]]
+    ties: list[str]
+    unranked: list[str]
+
+
+def compare_pairs(metrics: pd.DataFrame) -> list[PairOutcome]:
+    """``PairOutcome`` of every two datasets of ``metrics`` (metrics.csv rows) measured by the same
+    extractor, on their ``group`` "all" figures."""
+    rows = metrics[metrics["group"] == "all"]
+    out = []
+    for extractor, same in rows.groupby("extractor", sort=False, dropna=False):
+        datasets = list(dict.fromkeys(same["dataset"]))
+        for a, b in itertools.combinations(datasets, 2):
+            out.append(_pair_outcome(same, a, b, str(extractor)))
+    return out
+
+
+def _pair_outcome(rows: pd.DataFrame, a: str, b: str, extractor: str) -> PairOutcome:
+    outcome = PairOutcome(a, b, extractor, {a: [], b: []}, [], [])
+    by = {(r.dataset, r.metric): r for r in rows.itertuples()}
+    for metric in dict.fromkeys(rows["metric"]):
+        declared = figure_spec(metric)
+        missing = (a, metric) not in by or (b, metric) not in by
+        if missing or (declared is not None and declared.plot == "count"):
+            continue
+        ra, rb = by[(a, metric)], by[(b, metric)]
+        higher = higher_is_better(metric)
+        bounds = [float(x) for x in (ra.value, ra.ci_low, ra.ci_high, rb.value, rb.ci_low,
+                                     rb.ci_high)]
+        if higher is None or not all(math.isfinite(x) for x in bounds):
+            outcome.unranked.append(metric)
+        elif ra.ci_low <= rb.ci_high and rb.ci_low <= ra.ci_high:
+            outcome.ties.append(metric)
+        else:
+            outcome.wins[a if (ra.value > rb.value) == higher else b].append(metric)
+    return outcome
+
+
+def _listing(names: Sequence[str]) -> str:
+    return ", ".join(names) if names else "none"
+
+
+def _comparison_lines(compared: pd.DataFrame) -> list[HeadlineLine]:
+    lines = []
+    for pair in compare_pairs(compared):
+        if not (pair.ties or any(pair.wins.values())):
+            continue
+        items = [[(f"better for {name} (intervals apart): {_listing(won)}", False)]
+                 for name, won in pair.wins.items()]
+        items.append([(f"tie (intervals overlap, cannot rank): {_listing(pair.ties)}", False)])
+        if pair.unranked:
+            items.append([(f"not ranked (no interval): {_listing(pair.unranked)}", False)])
+        lines.append(HeadlineLine([(f"{pair.a} vs {pair.b} ({pair.extractor} figures):", False)],
+                                  items))
+    return lines
+
+
+def _kept_line(parts: Sequence[_DatasetPart]) -> list[HeadlineLine]:
+    shares = []
+    for part in parts:
+        counts = part.overview
+        if not counts.get("samples"):
+            continue
+        n, kept = int(counts["samples"]), int(counts.get("kept", 0))
+        text = f"{part.name} {kept} of {n} kept ({kept / n:.0%})"
+        for key in ("dropped", "failed"):
+            if counts.get(key):
+                text += f", {int(counts[key])} {key} ({int(counts[key]) / n:.0%})"
+        shares.append(text)
+    return [HeadlineLine([("Verification: " + "; ".join(shares), False)])] if shares else []
+
+
+def _audit_lines(verdicts: Sequence[Verdict]) -> list[HeadlineLine]:
+    lines = []
+    for dataset in dict.fromkeys(v.dataset for v in verdicts):
+        mine = [v for v in verdicts if v.dataset == dataset]
+        hit = [v.group for v in mine if v.flagged]
+        if not hit:
+            lines.append(HeadlineLine([(f"Bias audit {dataset}: no group skewed "
+                                        f"({len(mine)} groups)", False)]))
+            continue
+        segments: list[Segment] = [(f"Bias audit {dataset}: {len(hit)} of {len(mine)} groups "
+                                    "SKEWED: ", False)]
+        for i, group in enumerate(hit):
+            segments += [(", ", False)] if i else []
+            segments.append((group, True))
+        lines.append(HeadlineLine(segments))
+    return lines
+
+
+def _memorization_line(compared: pd.DataFrame) -> list[HeadlineLine]:
+    rows = compared[(compared["metric"] == "memorization_rate") & (compared["group"] == "all")]
+    if rows.empty:
+        return []
+    segments: list[Segment] = [("Memorization (closer to a reference sample than the calibrated "
+                                "line): ", False)]
+    for i, r in enumerate(rows.itertuples()):
+        count = round(float(r.value) * int(r.n)) if math.isfinite(float(r.value)) else None
+        text = f"{r.dataset} {'n/a' if count is None else count} of {int(r.n)}"
+        segments += [(", ", False)] if i else []
+        segments.append((text, bool(count)))
+    return [HeadlineLine(segments)]
+
+
+def _count_lines(compared: pd.DataFrame) -> list[HeadlineLine]:
+    lines = []
+    for r in compared[compared["group"] == "all"].itertuples():
+        declared = figure_spec(r.metric)
+        if declared and declared.plot == "count" and float(r.value) > 0:
+            count = _count(float(r.value), declared.unit)
+            lines.append(HeadlineLine([(f"{r.dataset}: {r.metric} {count} (excluded from the "
+                                        "figures)", True)]))
+    return lines
+
+
+def _headline(report: _Report) -> list[HeadlineLine]:
+    """What a person should read first: which dataset is better on what (by intervals: an overlap
+    is a tie), the share of each dataset kept, the audits' verdicts (flagged groups), memorized
+    samples, unreadable files and how many warnings."""
+    lines = (_comparison_lines(report.compared) + _kept_line(report.parts)
+             + _audit_lines(report.verdicts) + _memorization_line(report.compared)
+             + _count_lines(report.compared))
+    warnings = report.warnings
+    if len(warnings):
+        lines.append(HeadlineLine([(f"Warnings: {len(warnings)} distinct, on "
+                                    f"{int(warnings['figures'].sum())} figures (see Warnings)",
+                                    False)]))
+    return lines
+
+
 # -- display tables (shared by both renderers) ------------------------------------------------
+
+@dataclass(frozen=True)
+class _Marked:
+    """A table cell's text with its comparison mark (``best`` / ``tie`` / "")."""
+
+    text: str
+    mark: str = ""
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _count(value: float, unit: str) -> str:
+    """A count with its unit: "0 files", "1 file"."""
+    if not math.isfinite(value):
+        return "n/a"
+    n = int(round(value))
+    return f"{n} {unit[:-1] if n == 1 and unit.endswith('s') else unit}".strip()
+
+
+def _value(metric: str, value: float) -> str:
+    declared = figure_spec(metric)
+    if declared is not None and declared.plot == "count":
+        return _count(value, declared.unit)
+    return format_number(value)
+
 
 def _interval(lo: float, hi: float) -> str:
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -186,7 +428,7 @@ def _figures(rows: pd.DataFrame, full: bool) -> pd.DataFrame:
     """Metric rows for display; ``full`` keeps dataset, reference and extractor columns."""
     out = pd.DataFrame({
         "metric": rows["metric"], "group": rows["group"],
-        "value": [format_number(float(v)) for v in rows["value"]],
+        "value": [_value(m, float(v)) for m, v in zip(rows["metric"], rows["value"])],
         "interval": [_interval(float(lo), float(hi))
                      for lo, hi in zip(rows["ci_low"], rows["ci_high"])],
         "N": rows["n"], "details": rows["details"].fillna("")})
@@ -197,15 +439,87 @@ def _figures(rows: pd.DataFrame, full: bool) -> pd.DataFrame:
     return out
 
 
-def _with_directions(table: pd.DataFrame) -> pd.DataFrame:
-    """Comparison columns named with their direction, e.g. ``fid (lower better)``."""
-    def name(col: str) -> str:
-        higher = higher_is_better(col.split(" [")[0])
-        if higher is None or not any(isinstance(v, Cell) for v in table[col]):
-            return col
-        return f"{col} ({'higher' if higher else 'lower'} better)"
+def _named(metric: str) -> str:
+    """A figure's name with its declared direction, e.g. ``fid (lower better)``."""
+    declared = figure_spec(metric.split(" [")[0])
+    if declared is None or declared.plot == "count":
+        return metric
+    return f"{metric} ({declared.direction} better)"
 
-    return table.reset_index().rename(columns={c: name(c) for c in table.columns})
+
+def _short_model(value) -> str:
+    """A model by its short name (the last part of a path), not a machine path."""
+    text = _text(value)
+    return ", ".join(Path(v.strip()).name or v for v in text.split(",")) if "/" in text else text
+
+
+RUN_COLUMNS = ("backend", "model", "scheduler", "steps", "guidance", "samples", "kept",
+               "samples_per_second")
+"""The descriptors of a generation run the comparison shows (``run_descriptors``)."""
+
+
+def _key_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Dataset, model (short name), kept share and the figures declared ``key``: value and
+    interval, marked best / tie."""
+    out = pd.DataFrame(index=table.index)
+    if "model" in table:
+        out["model"] = [_short_model(v) for v in table["model"]]
+    if "kept" in table and "samples" in table:
+        out["kept"] = [f"{int(k)} of {int(n)}" if pd.notna(k) and pd.notna(n) else ""
+                       for k, n in zip(table["kept"], table["samples"])]
+    for column in table.columns:
+        declared = figure_spec(column)
+        if declared is None or not declared.key or declared.name not in table:
+            continue
+        out[_named(column)] = [
+            _Marked(f"{format_number(c.value)} {_interval(c.ci_low, c.ci_high)}".strip(), c.mark)
+            if isinstance(c, Cell) else _Marked("") for c in table[column]]
+    return out.reset_index()
+
+
+def _runs(table: pd.DataFrame) -> pd.DataFrame:
+    columns = [c for c in RUN_COLUMNS if c in table]
+    out = table[columns].copy()
+    if "model" in out:
+        out["model"] = [_short_model(v) for v in out["model"]]
+    return out.reset_index()
+
+
+def _by_metric(table: pd.DataFrame) -> pd.DataFrame:
+    """Every figure of the comparison, one row per figure (named with its direction), one column
+    per dataset: a few columns, however many figures."""
+    metrics = [c for c in table.columns if c not in RUN_COLUMNS and c != "dataset"
+               and any(isinstance(v, Cell) for v in table[c])]
+    rows = []
+    for column in metrics:
+        declared = figure_spec(column.split(" [")[0])
+        count = declared is not None and declared.plot == "count"
+        cells = [(_Marked(_count(c.value, declared.unit)) if count else c)
+                 if isinstance(c, Cell) else "" for c in table[column]]
+        rows.append([_named(column), *cells])
+    return pd.DataFrame(rows, columns=["figure", *table.index])
+
+
+def distinct_warnings(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Each distinct warning of ``metrics`` (a ``WARNING`` or ``skipped`` clause of the details;
+    a sample count ``n=7`` in it moves to where it applies) once: the warning, how many figures
+    carry it, and where (dataset and metric: groups)."""
+    found: dict[str, dict[tuple[str, str], list[str]]] = {}
+    for r in metrics.itertuples():
+        text = r.details if isinstance(r.details, str) else ""
+        if not re.search("WARNING|skipped", text, re.IGNORECASE):
+            continue
+        clauses = [c.strip() for c in text.split(";")
+                   if re.match(r"(WARNING|skipped)", c.strip(), re.IGNORECASE)] or [text]
+        for clause in clauses:
+            where = found.setdefault(re.sub(r"\bn=\d+", "n", clause), {})
+            n = re.search(r"\bn=\d+", clause)
+            where.setdefault((r.dataset, r.metric), []).append(
+                f"{r.group} ({n.group(0)})" if n else str(r.group))
+    return pd.DataFrame(
+        [{"warning": w, "figures": sum(len(g) for g in where.values()),
+          "where": "; ".join(f"{d} {m}: {', '.join(g)}" for (d, m), g in where.items())}
+         for w, where in found.items()], columns=["warning", "figures", "where"])
 
 
 def _text(value) -> str:
@@ -216,11 +530,16 @@ def _text(value) -> str:
     return str(value)
 
 
+def _overall(report: _Report, name: str) -> pd.DataFrame:
+    return report.metrics[(report.metrics["dataset"] == name) & (report.metrics["group"] == "all")]
+
+
 # -- Markdown ---------------------------------------------------------------------------------
 
 def _md_cell(value) -> str:
-    text = html.escape(_text(value), quote=False).replace("|", "\\|")
-    return " ".join(text.split())
+    mark = getattr(value, "mark", "")
+    text = _text(value) + (f" ({mark})" if isinstance(value, _Marked) and mark else "")
+    return " ".join(html.escape(text, quote=False).replace("|", "\\|").split())
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -236,39 +555,71 @@ def _md_text(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+def _md_segments(segments: Sequence[Segment]) -> str:
+    return "".join(f"**{_md_text(t)}**" if hit else _md_text(t) for t, hit in segments)
+
+
+def _md_headline(report: _Report) -> list[str]:
+    out = []
+    for line in _headline(report):
+        out.append(f"- {_md_segments(line.segments)}")
+        out += [f"  - {_md_segments(item)}" for item in line.items]
+    return out
+
+
+def _md_section(section: Section) -> list[str]:
+    out = [f"## {_md_text(section.title)}", ""]
+    if section.text:
+        out += [_md_text(section.text), ""]
+    if section.verdicts:
+        out += [f"- {_md_segments([(v.text, v.flagged)])}" for v in section.verdicts] + [""]
+    if section.table is not None:
+        out += [markdown_table(section.table), ""]
+    if section.images:
+        sounds = sum(p.audio is not None for p in section.images)
+        out += [f"({len(section.images)} figure(s)"
+                + (f", {sounds} with an audio player," if sounds else "")
+                + " in report.html)", ""]
+    return out
+
+
+def _md_dataset(report: _Report, name: str) -> list[str]:
+    rows = _overall(report, name)
+    part = next((p for p in report.parts if p.name == name), None)
+    if rows.empty and not (part and part.overview):
+        return []
+    out = [f"## {_md_text(str(name))}", ""]
+    if part and part.overview:
+        out += [", ".join(f"{_md_text(k)}: {_md_text(_text(v))}"
+                          for k, v in part.overview.items()), ""]
+    if len(rows):
+        out += [markdown_table(_figures(rows, full=False)), ""]
+    players = [p.caption for p in (part.pictures if part else []) if p.audio is not None]
+    if players:
+        out += [f"{len(players)} audio player(s) in report.html: "
+                + "; ".join(_md_text(c) for c in players), ""]
+    return out
+
+
 def _markdown(report: _Report) -> str:
-    out = [f"# {_md_text(report.title)}", ""]
+    """summary.md: the title and the headline first (``synthmill run`` prints what comes before
+    the first "## " heading), then the key figures and the detail."""
+    out = [f"# {_md_text(report.title)}", ""] + _md_headline(report) + [""]
+    if report.table is not None and len(_key_table(report.table).columns) > 1:
+        out += ["## Key figures", "", markdown_table(_key_table(report.table)), ""]
+    out += ["## Run", ""]
     out += [f"- **{_md_text(k)}**: {_md_text(str(v))}" for k, v in report.header.items()]
-    out += ["", "## How to read this", "", HOW_TO_READ, ""]
+    out += ["", "## How to read this", ""] + [p + "\n" for p in report.how_to_read()]
     warnings = report.warnings
     if len(warnings):
         out += ["## Warnings", "", markdown_table(warnings), ""]
     if report.comparison is not None:
-        out += ["## Comparison", "", markdown_table(_with_directions(report.comparison)), ""]
+        out += ["## Comparison", "", markdown_table(_runs(report.comparison)), "",
+                markdown_table(_by_metric(report.comparison)), ""]
+    out += [line for s in report.sections if s.with_figures for line in _md_section(s)]
     for name in dict.fromkeys(report.metrics["dataset"]):
-        rows = report.metrics[(report.metrics["dataset"] == name)
-                              & (report.metrics["group"] == "all")]
-        out += [f"## {_md_text(str(name))}", ""]
-        part = next((p for p in report.parts if p.name == name), None)
-        if part and part.overview:
-            out += [", ".join(f"{_md_text(k)}: {_md_text(_text(v))}"
-                              for k, v in part.overview.items()), ""]
-        out += [markdown_table(_figures(rows, full=False)), ""]
-        players = [p.caption for p in (part.pictures if part else []) if p.audio is not None]
-        if players:
-            out += [f"{len(players)} audio player(s) in report.html: "
-                    + "; ".join(_md_text(c) for c in players), ""]
-    for section in report.sections:
-        out += [f"## {_md_text(section.title)}", ""]
-        if section.text:
-            out += [_md_text(section.text), ""]
-        if section.table is not None:
-            out += [markdown_table(section.table), ""]
-        if section.images:
-            sounds = sum(p.audio is not None for p in section.images)
-            out += [f"({len(section.images)} figure(s)"
-                    + (f", {sounds} with an audio player," if sounds else "")
-                    + " in report.html)", ""]
+        out += _md_dataset(report, name)
+    out += [line for s in report.sections if not s.with_figures for line in _md_section(s)]
     out += ["Per-group figures, plots and samples: report.html; every figure: metrics.csv.", ""]
     return "\n".join(out)
 
@@ -280,13 +631,13 @@ def _e(value) -> str:
 
 
 def html_table(table: pd.DataFrame) -> str:
-    """An escaped HTML table; ``Cell`` values marked best / tie get that CSS class."""
+    """An escaped HTML table; cells marked best / tie (``Cell``) get that CSS class."""
     head = "".join(f"<th>{_e(c)}</th>" for c in table.columns)
     body = []
     for row in table.itertuples(index=False):
         cells = []
         for v in row:
-            mark = v.mark if isinstance(v, Cell) else ""
+            mark = getattr(v, "mark", "") if isinstance(v, (Cell, _Marked)) else ""
             cls = f' class="{mark}"' if mark else ""
             cells.append(f"<td{cls}>{_e(v)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -310,7 +661,7 @@ def _pictures(pictures: Sequence[Picture], columns: int = 0) -> str:
     cls, style = "pictures", ""
     if columns:
         cls += " cols"
-        style = f' style="grid-template-columns: repeat({int(columns)}, auto)"'
+        style = f' style="grid-template-columns: repeat({int(columns)}, minmax(0, max-content))"'
     return f'<div class="{cls}"{style}>{"".join(_figure(p) for p in pictures)}</div>'
 
 
@@ -318,9 +669,44 @@ def _paragraphs(text: str) -> str:
     return "".join(f"<p>{_e(p.strip())}</p>" for p in text.split("\n\n") if p.strip())
 
 
+def _html_segments(segments: Sequence[Segment]) -> str:
+    return "".join(f'<strong class="flagged">{_e(t)}</strong>' if hit else _e(t)
+                   for t, hit in segments)
+
+
+def _html_headline(report: _Report) -> str:
+    items = []
+    for line in _headline(report):
+        sub = "".join(f"<li>{_html_segments(i)}</li>" for i in line.items)
+        items.append(f"<li>{_html_segments(line.segments)}"
+                     + (f"<ul>{sub}</ul>" if sub else "") + "</li>")
+    return f'<section id="headline"><ul>{"".join(items)}</ul></section>' if items else ""
+
+
+def _html_verdicts(verdicts: Sequence[Verdict]) -> str:
+    if not verdicts:
+        return ""
+    flagged = ' class="flagged"'
+    rows = "".join(f"<li{flagged if v.flagged else ''}>{_e(v.text)}</li>" for v in verdicts)
+    return f'<ul class="verdicts">{rows}</ul>'
+
+
+FOLD_ROWS = 12
+"""A section's table longer than this is folded under its pictures (``<details>``)."""
+
+
+def _html_section(anchor: str, s: Section) -> str:
+    """Text, verdicts, pictures, then the table (folded when long)."""
+    table = html_table(s.table) if s.table is not None else ""
+    if table and len(s.table) > FOLD_ROWS:
+        table = f"<details><summary>Table ({len(s.table)} rows)</summary>{table}</details>"
+    return (f'<section id="{anchor}"><h2>{_e(s.title)}</h2>' + _paragraphs(s.text)
+            + _html_verdicts(s.verdicts)
+            + (_pictures(s.images, s.columns) if s.images else "") + table + "</section>")
+
+
 def _html_dataset(report: _Report, part: _DatasetPart, anchor: str) -> str:
-    rows = report.metrics[(report.metrics["dataset"] == part.name)
-                          & (report.metrics["group"] == "all")]
+    rows = _overall(report, part.name)
     out = [f'<section id="{anchor}"><h2>Dataset: {_e(part.name)}</h2>']
     if part.overview:
         out.append(html_table(pd.DataFrame([part.overview])))
@@ -338,32 +724,52 @@ def _html_dataset(report: _Report, part: _DatasetPart, anchor: str) -> str:
     return "".join(out) + "</section>"
 
 
-def _html(report: _Report) -> str:
-    datasets = [(f"dataset-{i}", p) for i, p in enumerate(report.parts)]
-    sections = [(f"section-{i}", s) for i, s in enumerate(report.sections)]
-    nav = [("how", "How to read this"), ("warnings", "Warnings")]
-    nav += [("comparison", "Comparison")] if report.comparison is not None else []
-    nav += [("charts", "Charts")] + [(a, p.name) for a, p in datasets]
-    nav += [(a, s.title) for a, s in sections] + [("all-figures", "All figures")]
-    header = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in report.header.items())
-    warnings = report.warnings
-    body = [
-        f"<h1>{_e(report.title)}</h1>", f"<table>{header}</table>",
-        "<nav>" + "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in nav) + "</nav>",
-        f'<section id="how"><h2>How to read this</h2><p>{_e(HOW_TO_READ)}</p></section>',
-        '<section id="warnings"><h2>Warnings</h2>'
-        + (html_table(warnings) if len(warnings) else "<p>None.</p>") + "</section>"]
+def _html_top(report: _Report) -> list[tuple[str, str, str]]:
+    """(anchor, heading, body) of the parts before the charts: key figures, comparison, run,
+    how to read this, warnings; a part with nothing to show is left out."""
+    parts = []
+    key = _key_table(report.table) if report.table is not None else None
+    if key is not None and len(key.columns) > 1:
+        legend = ("<p>Green: the best value of a figure; light green: a tie with it (intervals "
+                  "overlap). Every figure, with N: Comparison below.</p>"
+                  if report.comparison is not None else "")
+        parts.append(("key", "Key figures", html_table(key) + legend))
     if report.comparison is not None:
-        body.append('<section id="comparison"><h2>Comparison</h2>'
-                    + html_table(_with_directions(report.comparison)) + "</section>")
-    body.append('<section id="charts"><h2>Charts</h2>' + _pictures(report.charts) + "</section>")
+        parts.append(("comparison", "Comparison",
+                      html_table(_runs(report.comparison))
+                      + "<details><summary>Every figure, side by side</summary>"
+                      + html_table(_by_metric(report.comparison)) + "</details>"))
+    header = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in report.header.items())
+    parts.append(("run", "Run", f"<table>{header}</table>"))
+    parts.append(("how", "How to read this", "".join(f"<p>{_e(p)}</p>"
+                                                     for p in report.how_to_read())))
+    warnings = report.warnings
+    if len(warnings):
+        parts.append(("warnings", "Warnings",
+                      "<p>Each distinct warning once, with the figures it concerns.</p>"
+                      + html_table(warnings)))
+    return parts
+
+
+def _html(report: _Report) -> str:
+    top = _html_top(report)
+    charts = [("charts", "Charts", _pictures(report.charts, columns=2))] if report.charts else []
+    sections = [(f"section-{i}", s) for i, s in enumerate(report.sections)]
+    datasets = [(f"dataset-{i}", p) for i, p in enumerate(report.parts)]
+    nav = [(a, t) for a, t, _ in top + charts]
+    nav += [(a, s.title) for a, s in sections if s.with_figures]
+    nav += [(a, p.name) for a, p in datasets]
+    nav += [(a, s.title) for a, s in sections if not s.with_figures]
+    nav += [("all-figures", "All figures")]
+    body = [f"<h1>{_e(report.title)}</h1>", _html_headline(report)]
+    body += [f'<section id="{a}"><h2>{_e(t)}</h2>{b}</section>' for a, t, b in top[:1]]
+    body.append("<nav>" + "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in nav) + "</nav>")
+    body += [f'<section id="{a}"><h2>{_e(t)}</h2>{b}</section>' for a, t, b in top[1:] + charts]
+    body += [_html_section(anchor, s) for anchor, s in sections if s.with_figures]
     body += [_html_dataset(report, part, anchor) for anchor, part in datasets]
-    for anchor, s in sections:
-        body.append(f'<section id="{anchor}"><h2>{_e(s.title)}</h2>' + _paragraphs(s.text)
-                    + (html_table(s.table) if s.table is not None else "")
-                    + (_pictures(s.images, s.columns) if s.images else "") + "</section>")
+    body += [_html_section(anchor, s) for anchor, s in sections if not s.with_figures]
     body.append('<section id="all-figures"><h2>All figures (metrics.csv)</h2>'
                 + html_table(_figures(report.metrics, full=True)) + "</section>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(report.title)}</title><style>{_CSS}</style></head><body>"
-            + "\n".join(body) + "</body></html>\n")
+            + "\n".join(b for b in body if b) + "</body></html>\n")

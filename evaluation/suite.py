@@ -15,7 +15,7 @@ from evaluation.evaluate import evaluate_dataset, figures_table, write_metrics
 from evaluation.plots import Picture, attribute_distribution
 from evaluation.presets import display_colours
 from evaluation.registry import MODALITIES
-from evaluation.report import Section, write_report
+from evaluation.report import Section, Verdict, write_report
 from evaluation.sets import dataset_modality, file_modality
 
 
@@ -85,31 +85,62 @@ def _utility_section(folder: Path) -> Section:
     picture = Picture((folder / "learning_curve.png").read_bytes(), "test figures vs real budget")
     return Section(f"Utility ({folder.name}): does the synthetic set help?", text=text,
                    table=gains[["metric", "group", "value", "ci_low", "ci_high", "n", "details"]],
-                   images=[picture])
+                   images=[picture], with_figures=True)
+
+
+def audit_verdicts(folder: Path) -> list[Verdict]:
+    """The verdict of each group of the audit in ``folder``: its line of audit.txt
+    (``evaluation.bias.audit_summary``: "group: SKEWED (...)" or "group: no skew found (...)"),
+    the groups named by distribution.csv."""
+    groups = list(dict.fromkeys(pd.read_csv(folder / "distribution.csv")["group"].astype(str)))
+    verdicts = []
+    for line in (folder / "audit.txt").read_text().splitlines():
+        group = next((g for g in groups if line.startswith(f"{g}: ")), None)
+        if group is None:
+            continue
+        verdicts.append(Verdict(folder.name, group, line[len(group) + 2:].startswith("SKEWED"),
+                                line))
+    return verdicts
 
 
 def _audit_section(folder: Path) -> Section:
     dist = pd.read_csv(folder / "distribution.csv")
-    picture = Picture(attribute_distribution(dist, colours=display_colours()),
-                      "share of each value per group")
+    verdicts = audit_verdicts(folder)
+    flagged = [v.group for v in verdicts if v.flagged]
+    picture = Picture(attribute_distribution(dist, colours=display_colours(), flagged=flagged),
+                      "share of each value per group" + ("; flagged groups shaded red"
+                                                         if flagged else ""))
     return Section(f"Bias audit ({folder.name}): attribute left to the generator",
-                   text=(folder / "audit.txt").read_text(), table=dist, images=[picture])
+                   text=f"{len(flagged)} of {len(verdicts)} groups flagged as skewed.",
+                   table=dist, images=[picture], verdicts=verdicts, with_figures=True)
 
 
 def _memorization_section(folder: Path, examples: int) -> Section:
-    """The closest generated/reference pairs, drawn by their files' modality."""
+    """The closest generated/reference pairs, drawn by their files' modality; generated samples
+    named as metrics.csv names them (by sample id), reference samples by file name."""
     memo = json.loads((folder / "memorization.json").read_text())
     pictures = []
-    for gen_path, train_path, dist in memo["pairs"][:examples]:
-        flag = "FLAGGED" if dist < memo["threshold"] else "not flagged"
-        pictures += [Picture(_preview(gen_path), f"generated {Path(gen_path).name}"),
-                     Picture(_preview(train_path),
-                             f"nearest reference {Path(train_path).name}: distance "
-                             f"{dist:.4f} ({flag}; line {memo['threshold']:.4f})")]
-    return Section(f"Closest pairs to the reference ({folder.name})",
-                   text="Generated samples nearest to a reference image; a pair closer than the "
-                        "calibrated line counts as memorized.",
+    for pair in _pairs(memo)[:examples]:
+        flag = "FLAGGED" if pair["distance"] < memo["threshold"] else "not flagged"
+        pictures += [Picture(_preview(pair["file"]), f"generated {pair['sample']}"),
+                     Picture(_preview(pair["reference_file"]),
+                             f"nearest reference {pair['reference']}: distance "
+                             f"{pair['distance']:.4f} ({flag}; line {memo['threshold']:.4f})")]
+    flagged = memo.get("flagged", [])
+    text = ("Generated samples nearest to a reference sample; a pair closer than the calibrated "
+            "line counts as memorized. "
+            + (f"Flagged ({len(flagged)}): {', '.join(flagged)}." if flagged
+               else "None flagged." if "flagged" in memo else ""))
+    return Section(f"Closest pairs to the reference ({folder.name})", text=text,
                    images=pictures, columns=2)
+
+
+def _pairs(memo: dict) -> list[dict]:
+    """The closest pairs of a memorization.json; one written before pairs were named (a list of
+    [file, reference file, distance]) names both sides by file name."""
+    return [pair if isinstance(pair, dict) else
+            {"sample": Path(pair[0]).name, "file": pair[0], "reference": Path(pair[1]).name,
+             "reference_file": pair[1], "distance": pair[2]} for pair in memo["pairs"]]
 
 
 def _preview(path: str) -> bytes:

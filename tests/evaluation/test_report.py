@@ -1,10 +1,13 @@
 """Report files and figures on a tiny fake dataset: valid self-contained HTML, escaped captions,
-every metric row shown, Markdown tables, PNG figures."""
+every metric row shown, Markdown tables, PNG figures; a headline first (wins only when intervals
+are apart), directions from one declaration, audits' flagged groups marked, counts as counts,
+memorization pairs by sample id."""
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from html.parser import HTMLParser
 
 import numpy as np
@@ -12,17 +15,25 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from evaluation import registry, suite
+from evaluation.bias import audit_attribute, audit_summary, bias_figures, distribution_frame
 from evaluation.compare import format_number
+from evaluation.config import ReportSpec
+from evaluation.evaluate import figures_table, write_metrics
+from evaluation.figures import FigureSpec
 from evaluation.image.pictures import grid_samples, image_png, sample_grid
-from evaluation.plots import Picture, attribute_distribution, class_balance, metric_bars
-from evaluation.report import Section, write_report
+from evaluation.memorization import memorization, memorization_figure
+from evaluation.plots import (Picture, attribute_distribution, class_balance, draws_whiskers,
+                              metric_bars)
+from evaluation.registry import figure_spec
+from evaluation.report import HOW_TO_READ, Section, compare_pairs, write_report
 
 CATEGORIES = ["circle", "square"]
 SCRIPT = "<script>alert(1)</script>"
 NAN = float("nan")
 
 
-def make_dataset(root, n=4, captions=None):
+def make_dataset(root, n=4, captions=None, model="tiny"):
     """A dataset folder as generation writes it: 16x16 images, masks, manifest, dataset.json.
 
     Sample i holds a circle (id 1) and, for odd i, a square (id 2); sample 3 was dropped.
@@ -52,7 +63,7 @@ def make_dataset(root, n=4, captions=None):
                      "caption": (captions or {}).get(i, f"a red circle {i}"), "prompt": None,
                      "layout": "{}", "instances": json.dumps(instances), "kept": i != 3,
                      "status": "ok", "scheduler": "ddim", "steps": 10, "guidance": 2.0,
-                     "seconds": 0.5, "backend": "shapes-tiny", "model": "tiny"})
+                     "seconds": 0.5, "backend": "shapes-tiny", "model": model})
     pd.DataFrame(rows).to_parquet(root / "manifest.parquet")
     (root / "dataset.json").write_text(json.dumps({
         "name": root.name, "categories": CATEGORIES, "labels": "masks",
@@ -140,9 +151,10 @@ def test_report_writes_both_files(report):
 
 def test_every_metric_row_appears_in_the_html(report):
     rows = {tuple(r[:6]) for r in report["parsed"].rows}
+    counts = {0.0: "0 files", 1.0: "1 file"}  # unreadable_images is a count, not a rate
     for r in metric_rows().itertuples():
-        assert (r.dataset, r.reference, r.extractor, r.metric, r.group,
-                format_number(r.value)) in rows, r
+        value = counts[r.value] if r.metric == "unreadable_images" else format_number(r.value)
+        assert (r.dataset, r.reference, r.extractor, r.metric, r.group, value) in rows, r
 
 
 def test_untrusted_text_is_escaped(report):
@@ -163,8 +175,9 @@ def test_html_is_self_contained(report):
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert all(h.startswith("#") for h in hrefs)
     assert not {"script", "link", "iframe", "object", "embed"} & set(parsed.tags)
-    # grid, class balance (x2 datasets), 3 metric charts, 3 section images
-    assert len(srcs) == 2 * 2 + 3 + 3
+    # grid, class balance (x2 datasets), 2 metric charts (fid, precision: a count is not charted),
+    # 3 section images
+    assert len(srcs) == 2 * 2 + 2 + 3
 
 
 def test_html_shows_comparison_marks_warnings_and_notes(report):
@@ -182,7 +195,8 @@ def test_summary_holds_figures_comparison_and_warnings(report):
     assert "| fid | all | 10 | [9, 11] | 4 |" in md
     assert "## Comparison" in md and "fid (lower better)" in md
     assert "10 [9, 11] N=4 (best)" in md and "10.5 [9.5, 11.5] N=4 (tie)" in md
-    assert "## Warnings" in md and "skipped: n=2 &lt; min_group_size" in md
+    assert "## Warnings" in md
+    assert "| skipped: n &lt; min_group_size | 1 | synth-a fid: class=square (n=2) |" in md
     assert "<b>" not in md and "&lt;b&gt;not bold&lt;/b&gt;" in md
     assert "- **run id**: r1" in md
 
@@ -242,3 +256,242 @@ def test_figures_are_pngs_with_and_without_intervals():
 def test_image_png_scales_the_longer_side(tmp_path):
     Image.new("RGB", (32, 16)).save(tmp_path / "x.jpg")
     assert png_size(image_png(tmp_path / "x.jpg", size=128)) == (128, 64)
+
+
+# -- what a person reads first: the headline, the key table, directions, audits, counts ----------
+
+def headline_md(summary: str) -> str:
+    """What ``synthmill run`` prints of summary.md: the text before its first "## " heading."""
+    return summary.split("\n## ")[0]
+
+
+def test_headline_comes_first_then_the_key_table(report):
+    md = headline_md(report["summary"])
+    assert md.startswith("# Run &lt;1&gt;\n\n- ")
+    assert "|" not in md  # no table in the headline: plain lines that read well on a console
+    assert "Verification: synth-a 3 of 4 kept (75%), 1 dropped (25%); synth-b 3 of 4 kept" in md
+    assert report["summary"].index("## Key figures") == len(md) + 1
+    html_text = report["html"]
+    first_table = html_text.index("<table")
+    assert html_text.index("<h1>") < html_text.index('<section id="headline">') < first_table
+    assert html_text.index('<section id="key">') < first_table < html_text.index('id="warnings"')
+
+
+def test_a_tie_within_intervals_is_a_tie_and_a_clear_win_a_win(report):
+    md = headline_md(report["summary"])
+    # fid 10 [9, 11] vs 10.5 [9.5, 11.5]: overlapping intervals; precision 0.75 [0.6, 0.9] vs
+    # 0.25 [0.1, 0.4]: apart, and higher is better
+    assert "- synth-a vs synth-b (shapes-features figures):" in md
+    assert "  - better for synth-a (intervals apart): precision\n" in md
+    assert "  - better for synth-b (intervals apart): none\n" in md
+    assert "  - tie (intervals overlap, cannot rank): fid\n" in md
+    ranked = [line for line in md.splitlines() if line.startswith("  - ")]
+    assert len(ranked) == 3 and not any("unreadable" in line for line in ranked)  # a count
+
+
+def row(dataset, metric, value, lo, hi, n=50, group="all", details="", extractor="x"):
+    return {"dataset": dataset, "reference": "ref", "metric": metric, "value": value,
+            "ci_low": lo, "ci_high": hi, "n": n, "extractor": extractor, "group": group,
+            "details": details}
+
+
+def test_pairs_are_ranked_by_intervals_and_declared_direction():
+    metrics = pd.DataFrame([
+        row("a", "fid", 10, 9, 11), row("b", "fid", 20, 18, 22),  # lower is better: a
+        row("a", "recall", 0.5, 0.4, 0.6), row("b", "recall", 0.7, 0.6, 0.8),  # touch: a tie
+        row("a", "kid", 1, NAN, NAN), row("b", "kid", 2, 1.5, 2.5),  # no interval: not ranked
+        row("a", "unreadable_images", 0, NAN, NAN), row("b", "unreadable_images", 3, NAN, NAN),
+        row("c", "fid", 1, 0, 2, extractor="other")])  # another extractor: never paired
+    (pair,) = compare_pairs(metrics)
+    assert (pair.a, pair.b, pair.extractor) == ("a", "b", "x")
+    assert pair.wins == {"a": ["fid"], "b": []}
+    assert pair.ties == ["recall"] and pair.unranked == ["kid"]
+
+
+def two_datasets(root, **kw):
+    return [make_dataset(root / "synth-a", **kw), make_dataset(root / "synth-b", **kw)]
+
+
+def test_directions_come_from_the_one_declaration(tmp_path, monkeypatch):
+    """Normalised entropy is 1 for a uniform spread: higher is better, and the headline, the
+    chart caption, the comparison's names and its best mark all say so because they all read
+    the registry's declaration; flipping that one declaration flips all of them."""
+    assert figure_spec("bias_normalised_entropy").higher_is_better
+    metrics = pd.DataFrame([row("synth-a", "bias_normalised_entropy", 0.95, 0.9, 0.99),
+                            row("synth-b", "bias_normalised_entropy", 0.5, 0.4, 0.6)])
+    datasets = two_datasets(tmp_path)
+
+    def render(out):
+        paths = write_report(tmp_path / out, metrics, datasets, samples_per_class=0)
+        return paths["summary"].read_text(), paths["html"].read_text()
+
+    md, html_text = render("declared")
+    assert "better for synth-a (intervals apart): bias_normalised_entropy" in md
+    assert "<figcaption>bias_normalised_entropy (higher is better; whiskers: interval)" in html_text
+    assert "| bias_normalised_entropy (higher better) | 0.95 [0.9, 0.99] N=50 (best) |" in md
+    flipped = FigureSpec("bias_normalised_entropy", False)
+    monkeypatch.setitem(registry._DECLARED, "bias_normalised_entropy", ("bias", flipped))
+    md, html_text = render("flipped")
+    assert "better for synth-b (intervals apart): bias_normalised_entropy" in md
+    assert "<figcaption>bias_normalised_entropy (lower is better; whiskers: interval)" in html_text
+    assert "| bias_normalised_entropy (lower better) | 0.95 [0.9, 0.99] N=50 |" in md
+    assert "0.5 [0.4, 0.6] N=50 (best)" in md
+
+
+def test_key_table_is_narrow_and_names_the_model_briefly(tmp_path):
+    datasets = two_datasets(tmp_path, model="/home/someone/work/assets/shapes-tiny")
+    extra = [row(d, m, 0.5, 0.4, 0.6) for d in ("synth-a", "synth-b")
+             for m in ("coverage", "density", "vendi", "clip_score", "layout_colour_accuracy")]
+    metrics = pd.concat([metric_rows(), pd.DataFrame(extra)], ignore_index=True)
+    paths = write_report(tmp_path / "out", metrics, datasets, samples_per_class=0)
+    md = paths["summary"].read_text()
+    key = md.split("## Key figures\n\n")[1].split("\n\n")[0].splitlines()
+    # dataset, model, kept and the declared key figures present (fid, precision, vendi)
+    assert key[0] == ("| dataset | model | kept | fid (lower better) | precision (higher better) "
+                      "| vendi (higher better) |")
+    assert key[2].startswith("| synth-a | shapes-tiny | 3 of 4 | 10 [9, 11] (best) |")
+    assert "/home/someone" not in md.split("## synth-a")[0]  # the machine path: detail only
+    # every figure side by side: one column per dataset, however many figures
+    full = md.split("## Comparison\n\n")[1].split("\n\n")[1].splitlines()
+    assert full[0] == "| figure | synth-a | synth-b |" and len(full) == 2 + 2 + len(extra) // 2 + 1
+
+
+AUDIT_SET = "colour-audit"
+
+
+def write_audit(folder):
+    """An audit folder as ``evaluation.suite.audit_one`` writes it, from a real audit: circles
+    drawn red 70% of the time (flagged), squares uniform (not flagged)."""
+    rng = np.random.default_rng(0)
+    values = ("red", "green", "blue")
+    groups = ["circle"] * 150 + ["square"] * 150
+    colours = ([str(rng.choice(values, p=[0.7, 0.15, 0.15])) for _ in range(150)]
+               + [str(rng.choice(values)) for _ in range(150)])
+    audits = audit_attribute(groups, colours, values, attribute="colour", rounds=100)
+    folder.mkdir(parents=True)
+    write_metrics(figures_table(bias_figures(audits), AUDIT_SET, "", "audit:x"), folder, {})
+    distribution_frame(audits).to_csv(folder / "distribution.csv", index=False)
+    (folder / "audit.txt").write_text(audit_summary(audits) + "\n")
+    return {a.group: a.flagged for a in audits}
+
+
+def test_flagged_audit_groups_are_marked_everywhere(tmp_path):
+    flagged = write_audit(tmp_path / AUDIT_SET)
+    assert flagged == {"circle": True, "square": False}  # the planted skew, and only it
+    paths = suite.report([tmp_path / AUDIT_SET / "metrics.csv"], [], tmp_path / "out",
+                         ReportSpec(samples_per_class=0))
+    html_text = paths["html"].read_text()
+    parser = StrictHTML()
+    parser.feed(html_text)
+    parser.close()
+    # one verdict per group, as a list item; only the flagged one is red
+    items = re.findall(r"<li( class=\"flagged\")?>((?:circle|square): [^<]*)</li>", html_text)
+    assert [(bool(cls), text.split(":")[0]) for cls, text in items] == [
+        (True, "circle"), (False, "square")]
+    assert "SKEWED" in items[0][1] and "no skew found" in items[1][1]
+    # the headline names it in red
+    headline = html_text.split('<section id="headline">')[1].split("</section>")[0]
+    assert (f"Bias audit {AUDIT_SET}: 1 of 2 groups SKEWED: "
+            '<strong class="flagged">circle</strong>') in headline
+    md = headline_md(paths["summary"].read_text())
+    assert f"- Bias audit {AUDIT_SET}: 1 of 2 groups SKEWED: **circle**" in md
+    # and every chart of its figures says it outlines the flagged group in red
+    captions = [c for c in re.findall(r"<figcaption>([^<]*)</figcaption>", html_text)
+                if c.startswith("bias_")]
+    assert len(captions) == 4
+    assert all(c.endswith("outlined in red: groups their audit flagged (circle)")
+               for c in captions)
+    assert "share of each value per group; flagged groups shaded red" in html_text
+
+
+def test_a_count_is_a_count_and_charts_claim_only_what_they_draw(tmp_path):
+    metrics = pd.DataFrame([
+        row("synth-a", "unreadable_images", 0.0, NAN, NAN, n=4),
+        row("synth-a", "layout_iou", 0.9, NAN, NAN, group="class=circle"),
+        row("synth-a", "precision", 0.7, 0.6, 0.8)])
+    (dataset,) = [make_dataset(tmp_path / "synth-a")]
+    paths = write_report(tmp_path / "out", metrics, [dataset], samples_per_class=0)
+    html_text = paths["html"].read_text()
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", html_text)
+    assert not any("unreadable" in c for c in captions)  # no empty chart of zero files
+    assert "layout_iou (higher is better; no intervals)" in captions
+    assert "precision (higher is better; whiskers: interval)" in captions
+    assert "<td>unreadable_images</td><td>all</td><td>0 files</td><td></td><td>4</td>" in html_text
+    assert draws_whiskers(metrics[metrics.metric == "precision"])
+    assert not draws_whiskers(metrics[metrics.metric == "layout_iou"])
+
+
+def test_unreadable_files_reach_the_headline_as_a_count(report):
+    md = headline_md(report["summary"])
+    assert "- **synth-b: unreadable_images 1 file (excluded from the figures)**" in md
+    assert "synth-a: unreadable_images" not in md  # none: nothing to say
+
+
+def test_no_empty_headings_and_how_to_read_fits_the_report(tmp_path):
+    (dataset,) = [make_dataset(tmp_path / "synth-a")]
+    metrics = pd.DataFrame([row("synth-a", "unreadable_images", 0.0, NAN, NAN, n=4)])
+    paths = write_report(tmp_path / "out", metrics, [dataset], samples_per_class=0)
+    html_text, md = paths["html"].read_text(), paths["summary"].read_text()
+    assert 'id="charts"' not in html_text and "<h2>Charts</h2>" not in html_text
+    assert 'id="warnings"' not in html_text and "## Warnings" not in md
+    # every h2 has something after it before the next heading
+    for chunk in html_text.split("<h2>")[1:]:
+        assert re.sub(r"<[^>]+>", "", chunk.split("</h2>", 1)[1].split("<h2>")[0]).strip()
+    # one dataset: nothing about ranking datasets or audits
+    assert HOW_TO_READ["intervals"] in md
+    assert HOW_TO_READ["comparison"] not in md and HOW_TO_READ["audit"] not in md
+
+
+def test_figure_sections_come_with_the_charts_before_the_samples(tmp_path):
+    datasets = two_datasets(tmp_path)
+    sections = [Section("Closest pairs (synth-a)", text="pairs"),
+                Section("Utility (synth-a): does the synthetic set help?", text="gains",
+                        with_figures=True)]
+    paths = write_report(tmp_path / "out", metric_rows(), datasets, sections=sections,
+                         samples_per_class=1)
+    html_text, md = paths["html"].read_text(), paths["summary"].read_text()
+    assert (html_text.index("<h2>Charts</h2>") < html_text.index("<h2>Utility (synth-a)")
+            < html_text.index("<h2>Dataset: synth-a</h2>")
+            < html_text.index("<h2>Closest pairs (synth-a)</h2>"))
+    assert md.index("## Utility (synth-a)") < md.index("## synth-a") < md.index("## Closest")
+
+
+def test_the_title_is_escaped_in_the_h1(tmp_path):
+    paths = write_report(tmp_path / "out", metric_rows(), [], title="<b>x</b>")
+    html_text = paths["html"].read_text()
+    assert "<h1>&lt;b&gt;x&lt;/b&gt;</h1>" in html_text
+    parser = StrictHTML()
+    parser.feed(html_text)
+    parser.close()
+    assert "b" not in parser.tags
+    assert "<b>x</b>" in parser.text  # shown as text
+    assert paths["summary"].read_text().startswith("# &lt;b&gt;x&lt;/b&gt;\n")
+
+
+def test_memorization_pairs_are_named_by_sample_id_in_both_files(tmp_path):
+    """metrics.csv and the report name a generated sample by its manifest id and a reference
+    sample by its file, the same way."""
+    folder = tmp_path / "synth"
+    dataset = make_dataset(tmp_path / "synth-a", n=4)
+    rng = np.random.default_rng(0)
+    bank = rng.normal(size=(6, 8))
+    generated = rng.normal(size=(3, 8))
+    generated[1] = bank[4]  # the sample with id 3 (position 1 among ids 1, 3, 5) copies 000004
+    names, ref_names = ["#1", "#3", "#5"], [f"{j:06d}.png" for j in range(6)]
+    result = memorization(generated, bank, threshold=1e-6, top_k=2)
+    figure = memorization_figure(result, names=names, reference_names=ref_names)
+    folder.mkdir()
+    write_metrics(figures_table([figure], "synth-a", "ref", "x"), folder, {})
+    image = str(dataset / "images" / "000001.png")
+    (folder / "memorization.json").write_text(json.dumps({
+        "threshold": 1e-6, "n": 3, "flagged": [names[i] for i in result["flagged"]],
+        "pairs": [{"sample": names[i], "file": image, "reference": ref_names[j],
+                   "reference_file": image, "distance": d} for i, j, d in result["examples"]]}))
+    paths = suite.report([folder / "metrics.csv"], [dataset], tmp_path / "out",
+                         ReportSpec(samples_per_class=0, memorization_examples=1))
+    html_text = paths["html"].read_text()
+    assert "1 of 3 flagged: #3;" in figure.details
+    assert "closest generated -&gt; reference: #3 -&gt; 000004.png" in html_text  # metrics.csv
+    assert "<figcaption>generated #3</figcaption>" in html_text  # the pair's pictures
+    assert "<figcaption>nearest reference 000004.png: distance" in html_text
+    assert "Flagged (1): #3." in paths["summary"].read_text()
