@@ -98,6 +98,12 @@ class EvalSpec(Strict):
         """The configured reference of ``modality`` datasets (``audio_reference`` for audio)."""
         return self.audio_reference if modality == "audio" else self.reference
 
+    def input_paths(self) -> dict[str, str]:
+        """The local files and folders these settings name, by field (checked before a run)."""
+        fields = ("reference", "reference_images", "audio_reference", "extractor_weights",
+                  "clip_checkpoint", "clap_model")
+        return {name: getattr(self, name) for name in fields if getattr(self, name) is not None}
+
 
 class AuditSpec(Strict):
     """A bias audit of a dataset whose attribute was left to the generator: classify the attribute

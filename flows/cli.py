@@ -4,6 +4,7 @@ entry point with it; errors are one clear line unless ``--debug``."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -28,6 +29,8 @@ app.add_typer(train_app, name="train", short_help="Train the embedded models fro
 def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
          verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level.")) -> None:
     STATE["debug"] = debug  # diffusers (3 s to import) is imported by the commands that need it
+    if not (debug or verbose):  # errors are one line: Prefect's own logs of a failure are not
+        os.environ["PREFECT_LOGGING_LEVEL"] = "CRITICAL"  # read when prefect is first imported
     logging.basicConfig(level=logging.INFO if verbose or debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
 
@@ -72,6 +75,9 @@ def run(config: Path = ConfigArg, out: Optional[Path] = OutOption,
     """The main job: generate the datasets, evaluate and audit them, write the report."""
     run_config = guarded(_run_config, config, out, overrides)
     guarded(ready_to_generate, run_config)
+    if run_config.evaluate is not None:
+        guarded(existing_inputs, {f"evaluate.{field}": path
+                                  for field, path in run_config.evaluate.input_paths().items()})
     from flows.pipeline import pipeline
     from flows.summaries import generation_markdown
 
@@ -191,7 +197,7 @@ def evaluate(
     and a confidence interval; writes metrics.csv, summary.md and report.html."""
 
     spec = guarded(load_with_overrides, config, EvalSpec, overrides)
-    guarded(existing_inputs, {"dataset": dataset, "--reference": reference})
+    guarded(existing_inputs, {"dataset": dataset, "--reference": reference, **spec.input_paths()})
     rid = run_id(f"eval-{dataset.name}")
     out = out or Path(spec.reports_dir) / rid
     paths = _evaluate([dataset], spec, reference, out, ReportSpec(), {"run id": rid})
@@ -211,7 +217,7 @@ def compare(
 
     spec = guarded(load_with_overrides, config, EvalSpec, overrides)
     guarded(existing_inputs, {**{f"dataset {i + 1}": d for i, d in enumerate(datasets)},
-                              "--reference": reference})
+                              "--reference": reference, **spec.input_paths()})
     rid = run_id("compare")
     out = out or Path(spec.reports_dir) / rid
     paths = _evaluate(datasets, spec, reference, out, ReportSpec(title="synthmill comparison"),

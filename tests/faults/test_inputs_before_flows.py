@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import soundfile
 import yaml
 
 from augment.core.io import FolderLock
@@ -83,3 +85,31 @@ def test_run_refuses_a_locked_folder_before_the_pipeline_starts(tmp_path):
         line = _one_error_line(_run(["run", str(config)], tmp_path))
     assert "datasets/busy is in use by another synthmill run" in line
     assert not (tmp_path / "reports").exists()
+
+
+def _run_config(tmp_path: Path, reference: str) -> Path:
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"out": "datasets", "jobs": [
+        {"name": "s", "num_samples": 2, "model": {"backend": "shapes-world"}}],
+        "evaluate": {"reference": reference, "metrics": ["fid"]}}))
+    return config
+
+
+def test_run_names_a_missing_evaluation_input_before_generating(tmp_path):
+    line = _one_error_line(_run(["run", str(_run_config(tmp_path, "nope/missing"))], tmp_path))
+    assert line == "error: evaluate.reference: nope/missing does not exist"
+    assert not (tmp_path / "datasets").exists()
+
+
+def test_a_failure_inside_a_flow_is_one_line_without_prefect_logs(tmp_path):
+    """An image run scored against an audio reference fails inside the pipeline flow."""
+    audio = tmp_path / "tones"
+    audio.mkdir()
+    for i in range(2):
+        soundfile.write(audio / f"{i}.wav", np.zeros(1600, dtype=np.float32), 16000)
+    done = _run(["run", str(_run_config(tmp_path, str(audio)))], tmp_path)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: reference {audio} holds audio samples; image datasets need a "
+                      "reference of image samples"]
+    assert "Traceback" not in done.stderr and "prefect" not in done.stderr.lower(), done.stderr
