@@ -189,7 +189,8 @@ def metric_bars(metrics: pd.DataFrame, metric: str, groups: Sequence[str] | None
             if shown:
                 ax.text(x, np.nan_to_num(top), f"N={int(n)}" if np.isfinite(v) else "n/a",
                         ha="center", va="bottom", fontsize=7)
-    crowded = len(slots) > 3 or sum(len(str(s)) for s in slots) > 8 * len(slots)
+    long_names = len(slots) > 1 and sum(len(str(s)) for s in slots) > 8 * len(slots)
+    crowded = len(slots) > 3 or long_names
     ax.set_xticks(np.arange(len(slots)), _labels(slots), rotation=20 if crowded else 0,
                   ha="right" if crowded else "center")
     flagged_slots = ({d for d, g in flagged if g == group_names[0]} if one_group

@@ -469,7 +469,7 @@ def _key_table(table: pd.DataFrame) -> pd.DataFrame:
                        for k, n in zip(table["kept"], table["samples"])]
     for column in table.columns:
         declared = figure_spec(column)
-        if declared is None or not declared.key or declared.name not in table:
+        if declared is None or not declared.key:
             continue
         out[_named(column)] = [
             _Marked(f"{format_number(c.value)} {_interval(c.ci_low, c.ci_high)}".strip(), c.mark)

@@ -495,3 +495,20 @@ def test_memorization_pairs_are_named_by_sample_id_in_both_files(tmp_path):
     assert "<figcaption>generated #3</figcaption>" in html_text  # the pair's pictures
     assert "<figcaption>nearest reference 000004.png: distance" in html_text
     assert "Flagged (1): #3." in paths["summary"].read_text()
+
+
+def test_a_memorization_file_of_an_older_run_still_reports_its_pairs(tmp_path):
+    """Pairs written as [file, reference file, distance] (before pairs were named) are named by
+    their files, so `synthmill report` can rewrite an older run's report."""
+    folder = tmp_path / "synth"
+    dataset = make_dataset(tmp_path / "synth-a", n=2)
+    folder.mkdir()
+    write_metrics(pd.DataFrame([row("synth-a", "memorization_rate", 0.0, 0.0, 0.5, n=2)]),
+                  folder, {})
+    image = str(dataset / "images" / "000001.png")
+    (folder / "memorization.json").write_text(json.dumps({
+        "threshold": 0.002, "pairs": [[image, image, 0.0051]]}))
+    html_text = suite.report([folder / "metrics.csv"], [dataset], tmp_path / "out",
+                             ReportSpec(samples_per_class=0))["html"].read_text()
+    assert "<figcaption>generated 000001.png</figcaption>" in html_text
+    assert "nearest reference 000001.png: distance 0.0051 (not flagged; line 0.0020)" in html_text
