@@ -768,8 +768,9 @@ def _html(report: _Report) -> str:
     body += [_html_section(anchor, s) for anchor, s in sections if s.with_figures]
     body += [_html_dataset(report, part, anchor) for anchor, part in datasets]
     body += [_html_section(anchor, s) for anchor, s in sections if not s.with_figures]
-    body.append('<section id="all-figures"><h2>All figures (metrics.csv)</h2>'
-                + html_table(_figures(report.metrics, full=True)) + "</section>")
+    body.append('<section id="all-figures"><h2>All figures (metrics.csv)</h2><details><summary>'
+                f"Every row of metrics.csv ({len(report.metrics)}), with its details</summary>"
+                + html_table(_figures(report.metrics, full=True)) + "</details></section>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(report.title)}</title><style>{_CSS}</style></head><body>"
             + "\n".join(b for b in body if b) + "</body></html>\n")
