@@ -187,8 +187,9 @@ def near_duplicate_rate(features: np.ndarray,
 
 
 def near_duplicate_figure(features: np.ndarray, threshold: float, confidence: float = 0.95,
-                          group: str = "all") -> Figure:
-    """``near_duplicate_rate`` with a Wilson interval.
+                          group: str = "all", names: list[str] | None = None) -> Figure:
+    """``near_duplicate_rate`` with a Wilson interval; pairs named by ``names`` (row i's name,
+    e.g. a sample id ``#58``; default: the row number).
 
     Flags come in clusters (a duplicated pair flags two samples), so the samples are not
     independent and the interval is somewhat too narrow when duplicates are common.
@@ -198,7 +199,8 @@ def near_duplicate_figure(features: np.ndarray, threshold: float, confidence: fl
                       len(features), group, "not computed: needs at least 2 samples")
     rate, pairs = near_duplicate_rate(features, threshold)
     lo, hi = wilson_interval(len(pairs), len(features), confidence)
-    top = ", ".join(f"{i}~{j} ({s:.4f})" for i, j, s in pairs[:3]) or "none"
+    name = names.__getitem__ if names is not None else str
+    top = ", ".join(f"{name(i)}~{name(j)} ({s:.4f})" for i, j, s in pairs[:3]) or "none"
     return Figure("near_duplicate_rate", rate, lo, hi, len(features), group,
                   f"nearest other sample at cosine similarity >= {threshold}; Wilson interval "
                   f"(flags come in pairs: slightly narrow); top: {top}")

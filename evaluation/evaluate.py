@@ -135,7 +135,7 @@ def score_unreadable_audio(inputs: MetricInputs) -> list[Figure]:
     return score_unreadable(inputs, "unreadable_audio")
 
 
-_FIGURES_VERSION = 2  # bump when a figure's computation changes: old cached tables then miss
+_FIGURES_VERSION = 3  # bump when a figure's computation changes: old cached tables then miss
 
 
 def _figures_key(sample_set: SampleSet, gen: SetFeatures, ref: Reference | None, reference,

@@ -127,6 +127,6 @@ def score_memorization(inputs: MetricInputs) -> list[Figure]:
     figure = memorization_figure(result, names=names, reference_names=bank_names)
     figure.details += (f"; bank = second half of the reference ({len(bank)}), line calibrated "
                        f"at the {spec.memorization_quantile:g} quantile of real-vs-real distances")
-    near = near_duplicate_figure(feats, 1.0 - threshold, spec.confidence)
+    near = near_duplicate_figure(feats, 1.0 - threshold, spec.confidence, names=names)
     near.details += "; same calibrated line, within the synthetic set"
     return [figure, near]

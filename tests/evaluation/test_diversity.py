@@ -164,6 +164,9 @@ def test_near_duplicates_are_found_at_the_planted_rate():
                for i, j, s in pairs)
     figure = near_duplicate_figure(x, threshold=0.99)
     assert figure.ci_low < 20 / 110 < figure.ci_high and figure.n == 110
+    i, j, _ = pairs[0]
+    named = near_duplicate_figure(x, threshold=0.99, names=[f"#{100 + k}" for k in range(110)])
+    assert f"top: #{100 + i}~#{100 + j} (" in named.details  # sample ids, as memorization names them
 
 
 def test_no_near_duplicates_in_independent_draws():
