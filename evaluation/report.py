@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import base64
 import html
-import itertools
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -24,9 +22,10 @@ import pandas as pd
 
 from augment.core.io import atomic_write_text
 from augment.core.versions import dataset_label
-from evaluation.compare import (Cell, comparison_table, format_number, higher_is_better,
-                                run_descriptors, runs_table)
+from evaluation.compare import Cell, comparison_table, format_number, run_descriptors, runs_table
 from evaluation.figures import COLUMNS
+from evaluation.headline import (HeadlineLine, Segment, Verdict, count_text, distinct_warnings,
+                                 headline)
 from evaluation.plots import FLAGGED, Picture, metric_bars, metric_caption
 from evaluation.registry import MODALITIES, figure_spec
 from evaluation.sets import dataset_modality
@@ -77,17 +76,6 @@ nav a { margin-right: 1em; }
 
 
 @dataclass
-class Verdict:
-    """One group's verdict in an audit of ``dataset``: ``text`` says it; a ``flagged`` group is
-    shown in red, in the headline and its section, and outlined in red on the charts."""
-
-    dataset: str
-    group: str
-    flagged: bool
-    text: str
-
-
-@dataclass
 class Section:
     """An extra part of the report the caller computed: a bias audit, memorization examples, ...
 
@@ -116,19 +104,6 @@ class _DatasetPart:
     pictures: list[Picture] = field(default_factory=list)
     captions: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
-
-
-Segment = tuple[str, bool]
-"""A piece of a headline line: its text, and whether it is flagged (red in report.html, bold in
-summary.md)."""
-
-
-@dataclass
-class HeadlineLine:
-    """One line of the headline, with sub-lines (a comparison's wins, ties, ...)."""
-
-    segments: list[Segment]
-    items: list[list[Segment]] = field(default_factory=list)
 
 
 @dataclass
@@ -247,149 +222,6 @@ def _dataset_part(root: Path, per_class: int) -> _DatasetPart:
     return part
 
 
-# -- the headline ----------------------------------------------------------------------------
-
-@dataclass
-class PairOutcome:
-    """How datasets ``a`` and ``b`` compare on the overall figures both have from one
-    ``extractor``: ``wins[name]``, the figures where that dataset's interval lies wholly on the
-    better side of the other's (the direction its declaration gives); ``ties``, the figures whose
-    intervals overlap (this evaluation cannot rank them); ``unranked``, the figures that lack an
-    interval or a declared direction. Counts (``plot`` "count") are not ranked at all."""
-
-    a: str
-    b: str
-    extractor: str
-    wins: dict[str, list[str]]
-    ties: list[str]
-    unranked: list[str]
-
-
-def compare_pairs(metrics: pd.DataFrame) -> list[PairOutcome]:
-    """``PairOutcome`` of every two datasets of ``metrics`` (metrics.csv rows) measured by the same
-    extractor, on their ``group`` "all" figures."""
-    rows = metrics[metrics["group"] == "all"]
-    out = []
-    for extractor, same in rows.groupby("extractor", sort=False, dropna=False):
-        datasets = list(dict.fromkeys(same["dataset"]))
-        for a, b in itertools.combinations(datasets, 2):
-            out.append(_pair_outcome(same, a, b, str(extractor)))
-    return out
-
-
-def _pair_outcome(rows: pd.DataFrame, a: str, b: str, extractor: str) -> PairOutcome:
-    outcome = PairOutcome(a, b, extractor, {a: [], b: []}, [], [])
-    by = {(r.dataset, r.metric): r for r in rows.itertuples()}
-    for metric in dict.fromkeys(rows["metric"]):
-        declared = figure_spec(metric)
-        missing = (a, metric) not in by or (b, metric) not in by
-        if missing or (declared is not None and declared.plot == "count"):
-            continue
-        ra, rb = by[(a, metric)], by[(b, metric)]
-        higher = higher_is_better(metric)
-        bounds = [float(x) for x in (ra.value, ra.ci_low, ra.ci_high, rb.value, rb.ci_low,
-                                     rb.ci_high)]
-        if higher is None or not all(math.isfinite(x) for x in bounds):
-            outcome.unranked.append(metric)
-        elif ra.ci_low <= rb.ci_high and rb.ci_low <= ra.ci_high:
-            outcome.ties.append(metric)
-        else:
-            outcome.wins[a if (ra.value > rb.value) == higher else b].append(metric)
-    return outcome
-
-
-def _listing(names: Sequence[str]) -> str:
-    return ", ".join(names) if names else "none"
-
-
-def _comparison_lines(compared: pd.DataFrame) -> list[HeadlineLine]:
-    lines = []
-    for pair in compare_pairs(compared):
-        if not (pair.ties or any(pair.wins.values())):
-            continue
-        items = [[(f"better for {name} (intervals apart): {_listing(won)}", False)]
-                 for name, won in pair.wins.items()]
-        items.append([(f"tie (intervals overlap, cannot rank): {_listing(pair.ties)}", False)])
-        if pair.unranked:
-            items.append([(f"not ranked (no interval): {_listing(pair.unranked)}", False)])
-        lines.append(HeadlineLine([(f"{pair.a} vs {pair.b} ({pair.extractor} figures):", False)],
-                                  items))
-    return lines
-
-
-def _kept_line(parts: Sequence[_DatasetPart]) -> list[HeadlineLine]:
-    shares = []
-    for part in parts:
-        counts = part.overview
-        if not counts.get("samples"):
-            continue
-        n, kept = int(counts["samples"]), int(counts.get("kept", 0))
-        text = f"{part.name} {kept} of {n} kept ({kept / n:.0%})"
-        for key in ("dropped", "failed"):
-            if counts.get(key):
-                text += f", {int(counts[key])} {key} ({int(counts[key]) / n:.0%})"
-        shares.append(text)
-    return [HeadlineLine([("Verification: " + "; ".join(shares), False)])] if shares else []
-
-
-def _audit_lines(verdicts: Sequence[Verdict]) -> list[HeadlineLine]:
-    lines = []
-    for dataset in dict.fromkeys(v.dataset for v in verdicts):
-        mine = [v for v in verdicts if v.dataset == dataset]
-        hit = [v.group for v in mine if v.flagged]
-        if not hit:
-            lines.append(HeadlineLine([(f"Bias audit {dataset}: no group skewed "
-                                        f"({len(mine)} groups)", False)]))
-            continue
-        segments: list[Segment] = [(f"Bias audit {dataset}: {len(hit)} of {len(mine)} groups "
-                                    "SKEWED: ", False)]
-        for i, group in enumerate(hit):
-            segments += [(", ", False)] if i else []
-            segments.append((group, True))
-        lines.append(HeadlineLine(segments))
-    return lines
-
-
-def _memorization_line(compared: pd.DataFrame) -> list[HeadlineLine]:
-    rows = compared[(compared["metric"] == "memorization_rate") & (compared["group"] == "all")]
-    if rows.empty:
-        return []
-    segments: list[Segment] = [("Memorization (closer to a reference sample than the calibrated "
-                                "line): ", False)]
-    for i, r in enumerate(rows.itertuples()):
-        count = round(float(r.value) * int(r.n)) if math.isfinite(float(r.value)) else None
-        text = f"{r.dataset} {'n/a' if count is None else count} of {int(r.n)}"
-        segments += [(", ", False)] if i else []
-        segments.append((text, bool(count)))
-    return [HeadlineLine(segments)]
-
-
-def _count_lines(compared: pd.DataFrame) -> list[HeadlineLine]:
-    lines = []
-    for r in compared[compared["group"] == "all"].itertuples():
-        declared = figure_spec(r.metric)
-        if declared and declared.plot == "count" and float(r.value) > 0:
-            count = _count(float(r.value), declared.unit)
-            lines.append(HeadlineLine([(f"{r.dataset}: {r.metric} {count} (excluded from the "
-                                        "figures)", True)]))
-    return lines
-
-
-def _headline(report: _Report) -> list[HeadlineLine]:
-    """What a person should read first: which dataset is better on what (by intervals: an overlap
-    is a tie), the share of each dataset kept, the audits' verdicts (flagged groups), memorized
-    samples, unreadable files and how many warnings."""
-    lines = (_comparison_lines(report.compared) + _kept_line(report.parts)
-             + _audit_lines(report.verdicts) + _memorization_line(report.compared)
-             + _count_lines(report.compared))
-    warnings = report.warnings
-    if len(warnings):
-        lines.append(HeadlineLine([(f"Warnings: {len(warnings)} distinct, on "
-                                    f"{int(warnings['figures'].sum())} figures (see Warnings)",
-                                    False)]))
-    return lines
-
-
 # -- display tables (shared by both renderers) ------------------------------------------------
 
 @dataclass(frozen=True)
@@ -403,18 +235,10 @@ class _Marked:
         return self.text
 
 
-def _count(value: float, unit: str) -> str:
-    """A count with its unit: "0 files", "1 file"."""
-    if not math.isfinite(value):
-        return "n/a"
-    n = int(round(value))
-    return f"{n} {unit[:-1] if n == 1 and unit.endswith('s') else unit}".strip()
-
-
 def _value(metric: str, value: float) -> str:
     declared = figure_spec(metric)
     if declared is not None and declared.plot == "count":
-        return _count(value, declared.unit)
+        return count_text(value, declared.unit)
     return format_number(value)
 
 
@@ -494,32 +318,10 @@ def _by_metric(table: pd.DataFrame) -> pd.DataFrame:
     for column in metrics:
         declared = figure_spec(column.split(" [")[0])
         count = declared is not None and declared.plot == "count"
-        cells = [(_Marked(_count(c.value, declared.unit)) if count else c)
+        cells = [(_Marked(count_text(c.value, declared.unit)) if count else c)
                  if isinstance(c, Cell) else "" for c in table[column]]
         rows.append([_named(column), *cells])
     return pd.DataFrame(rows, columns=["figure", *table.index])
-
-
-def distinct_warnings(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Each distinct warning of ``metrics`` (a ``WARNING`` or ``skipped`` clause of the details;
-    a sample count ``n=7`` in it moves to where it applies) once: the warning, how many figures
-    carry it, and where (dataset and metric: groups)."""
-    found: dict[str, dict[tuple[str, str], list[str]]] = {}
-    for r in metrics.itertuples():
-        text = r.details if isinstance(r.details, str) else ""
-        if not re.search("WARNING|skipped", text, re.IGNORECASE):
-            continue
-        clauses = [c.strip() for c in text.split(";")
-                   if re.match(r"(WARNING|skipped)", c.strip(), re.IGNORECASE)] or [text]
-        for clause in clauses:
-            where = found.setdefault(re.sub(r"\bn=\d+", "n", clause), {})
-            n = re.search(r"\bn=\d+", clause)
-            where.setdefault((r.dataset, r.metric), []).append(
-                f"{r.group} ({n.group(0)})" if n else str(r.group))
-    return pd.DataFrame(
-        [{"warning": w, "figures": sum(len(g) for g in where.values()),
-          "where": "; ".join(f"{d} {m}: {', '.join(g)}" for (d, m), g in where.items())}
-         for w, where in found.items()], columns=["warning", "figures", "where"])
 
 
 def _text(value) -> str:
@@ -553,6 +355,11 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 def _md_text(text: str) -> str:
     return html.escape(text, quote=False)
+
+
+def _headline(report: _Report) -> list[HeadlineLine]:
+    return headline(report.compared, {p.name: p.overview for p in report.parts}, report.verdicts,
+                    report.warnings)
 
 
 def _md_segments(segments: Sequence[Segment]) -> str:

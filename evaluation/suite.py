@@ -15,7 +15,8 @@ from evaluation.evaluate import evaluate_dataset, figures_table, write_metrics
 from evaluation.plots import Picture, attribute_distribution
 from evaluation.presets import display_colours
 from evaluation.registry import MODALITIES
-from evaluation.report import Section, Verdict, write_report
+from evaluation.headline import Verdict
+from evaluation.report import Section, write_report
 from evaluation.sets import dataset_modality, file_modality
 
 

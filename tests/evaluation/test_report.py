@@ -26,7 +26,8 @@ from evaluation.memorization import memorization, memorization_figure
 from evaluation.plots import (Picture, attribute_distribution, class_balance, draws_whiskers,
                               metric_bars)
 from evaluation.registry import figure_spec
-from evaluation.report import HOW_TO_READ, Section, compare_pairs, write_report
+from evaluation.headline import compare_pairs
+from evaluation.report import HOW_TO_READ, Section, write_report
 
 CATEGORIES = ["circle", "square"]
 SCRIPT = "<script>alert(1)</script>"
