@@ -63,9 +63,12 @@ def generate(config: Path = ConfigArg, out: Optional[Path] = OutOption,
         guarded(lambda: [run_config.job(name) for name in jobs])
     guarded(ready_to_generate, run_config, jobs)
     from flows.generate import run_generate
+    from flows.interrupt import ctrl_c_stops_generation
     from flows.summaries import generation_markdown
 
-    for summary in guarded(run_generate, run_config, jobs):
+    with ctrl_c_stops_generation(run_config, jobs):
+        summaries = guarded(run_generate, run_config, jobs)
+    for summary in summaries:
         typer.echo(generation_markdown(Path(summary["path"]).name, summary) + "\n")
 
 
@@ -78,12 +81,16 @@ def run(config: Path = ConfigArg, out: Optional[Path] = OutOption,
     if run_config.evaluate is not None:
         guarded(existing_inputs, {f"evaluate.{field}": path
                                   for field, path in run_config.evaluate.input_paths().items()})
+    from flows.generate import heartbeats_only_for_a_lasting_server
+    from flows.interrupt import ctrl_c_stops_generation
     from flows.pipeline import pipeline
     from flows.summaries import generation_markdown
 
     rid = run_id(f"run-{run_config.jobs[0].name}")
     report_dir = Path(run_config.evaluate.reports_dir if run_config.evaluate else "reports") / rid
-    result = guarded(pipeline, run_config, str(report_dir), {"run id": rid, "config": str(config)})
+    with ctrl_c_stops_generation(run_config), heartbeats_only_for_a_lasting_server():
+        result = guarded(pipeline, run_config, str(report_dir),
+                         {"run id": rid, "config": str(config)})
     for summary in result["generate"]:
         typer.echo(generation_markdown(Path(summary["path"]).name, summary) + "\n")
     if result["report"]:

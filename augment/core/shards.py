@@ -13,9 +13,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import queue
+import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -32,6 +36,7 @@ from augment.core.io import (FolderLock, atomic_write_bytes, atomic_write_json,
 from augment.core.records import SampleRecord
 from augment.core.registry import BACKENDS, EXPORTERS, MODALITIES
 from augment.core.seeds import sample_seeds, split_of
+from augment.core.stopping import check_stop, stoppable, watch_networks
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +163,15 @@ def generate_shard(job: JobBase, root: str | Path, shard: int,
                    progress: Callable[[int], None] | None = None) -> dict:
     """Generate shard ``shard`` of ``job`` into ``root`` (no-op when already done).
 
-    Returns {"shard", "samples", "kept", "seconds", "skipped"}.
+    This thread samples batch after batch; a ``ShardWriter`` thread writes each finished batch's
+    files and manifest rows meanwhile, so sampling never waits on files. A stop request
+    (``augment.core.stopping``) ends the shard within a fraction of a denoising step with
+    ``GenerationInterrupted``: batches not yet written are dropped and no manifest part is
+    written, so the shard is generated again, identically, by the next run.
+
+    Returns {"shard", "samples", "kept", "seconds" (wall), "model_seconds" (inside
+    ``hooks.produce``: the backend's rendering and the verification; audio mixes its clips there
+    too), "skipped"}.
     """
     root = Path(root)
     part = _part_path(root, shard)
@@ -166,40 +179,136 @@ def generate_shard(job: JobBase, root: str | Path, shard: int,
     if part.exists():
         if progress:
             progress(len(ids))
-        return {"shard": shard, "samples": len(ids), "kept": None, "seconds": 0.0, "skipped": True}
+        return {"shard": shard, "samples": len(ids), "kept": None, "seconds": 0.0,
+                "model_seconds": 0.0, "skipped": True}
+    with stoppable():
+        check_stop(f"the start of shard {shard} of {job.name}")
+        start = time.perf_counter()
+        rows, model_seconds = _sample_shard(job, root, shard, ids, progress)
+        atomic_write_bytes(part, _parquet_bytes(pd.DataFrame(rows)))  # last: the shard is done
+    return {"shard": shard, "samples": len(rows), "kept": sum(r["kept"] for r in rows),
+            "seconds": time.perf_counter() - start, "model_seconds": model_seconds,
+            "skipped": False}
+
+
+def _sample_shard(job: JobBase, root: Path, shard: int, ids: range,
+                  progress: Callable[[int], None] | None) -> tuple[list[dict], float]:
+    """Sample the shard's batches here while a ``ShardWriter`` writes them; (manifest rows in id
+    order, seconds spent in ``hooks.produce``)."""
     hooks = hooks_of(job)
     backend = load_backend(job.model)
+    watch_networks(backend)
     verifier = hooks.verifier(job)
-    fingerprint = job_fingerprint(job)
+    write = partial(_write_batch, job, root, shard, hooks, backend, job_fingerprint(job), progress)
+    writer = ShardWriter(write, name=f"{job.name}-shard-{shard}-writer")
+    model_seconds = 0.0
+    try:
+        for b in range(0, len(ids), job.sampler.batch_size):
+            batch_ids = list(ids[b:b + job.sampler.batch_size])
+            check_stop(f"sample {batch_ids[0]} of {job.name}")
+            conditions = [hooks.condition(job, i) for i in batch_ids]
+            noise_seeds = [sample_seeds(job.seed, i)[1] for i in batch_ids]
+            t0 = time.perf_counter()
+            stored, status, scores = hooks.produce(job, backend, verifier, conditions, noise_seeds)
+            seconds = time.perf_counter() - t0
+            model_seconds += seconds
+            writer.put(Batch(batch_ids, conditions, noise_seeds, stored, status, scores,
+                             seconds / len(batch_ids)))
+        return writer.close(), model_seconds
+    except BaseException:
+        writer.discard()
+        raise
+
+
+@dataclass
+class Batch:
+    """A sampled batch on its way to the disk: ids, conditions, noise seeds, stored samples,
+    status and verification scores per sample, and the model seconds per sample."""
+
+    ids: list[int]
+    conditions: list
+    noise_seeds: list[int]
+    stored: np.ndarray
+    status: list[str]
+    scores: list
+    seconds: float
+
+
+def _write_batch(job: JobBase, root: Path, shard: int, hooks: ModalityHooks, backend,
+                 fingerprint: str, progress: Callable[[int], None] | None,
+                 batch: Batch) -> list[dict]:
+    """Write a batch's files (each atomically) and return its manifest rows."""
     rows = []
-    start = time.perf_counter()
-    for b in range(0, len(ids), job.sampler.batch_size):
-        batch_ids = list(ids[b:b + job.sampler.batch_size])
-        t0 = time.perf_counter()
-        conditions = [hooks.condition(job, i) for i in batch_ids]
-        noise_seeds = [sample_seeds(job.seed, i)[1] for i in batch_ids]
-        stored, status, scores = hooks.produce(job, backend, verifier, conditions, noise_seeds)
-        per_sample = (time.perf_counter() - t0) / len(batch_ids)
-        for i, sid in enumerate(batch_ids):
-            files = hooks.write_files(job, root, sample_stem(job, sid), conditions[i], stored[i])
-            instances, verify = hooks.instances(job, conditions[i], scores[i])
-            record = SampleRecord(
-                id=sid, files=files, split=split_of(job.seed, sid, job.val_fraction),
-                seed=job.seed, noise_seed=noise_seeds[i], backend=job.model.backend,
-                model=backend.model_id, weights_sha256=backend.weights, dtype=job.model.dtype,
-                sampler=job.sampler, model_spec=job.model, caption=conditions[i].caption,
-                prompt=backend.prompt(conditions[i], job.sampler),
-                condition=conditions[i].to_json(), instances=instances,
-                verify_method=job.verify.resolved_method(job.model.backend), verify=verify,
-                kept=hooks.is_kept(job, status[i], instances), status=status[i],
-                seconds=per_sample, config_hash=fingerprint, shard=shard)
-            rows.append(record.to_row())
-        if progress:
-            progress(len(batch_ids))
-    atomic_write_bytes(part, _parquet_bytes(pd.DataFrame(rows)))  # last: marks the shard as done
-    kept = sum(r["kept"] for r in rows)
-    return {"shard": shard, "samples": len(rows), "kept": kept,
-            "seconds": time.perf_counter() - start, "skipped": False}
+    for i, sid in enumerate(batch.ids):
+        condition = batch.conditions[i]
+        files = hooks.write_files(job, root, sample_stem(job, sid), condition, batch.stored[i])
+        instances, verify = hooks.instances(job, condition, batch.scores[i])
+        record = SampleRecord(
+            id=sid, files=files, split=split_of(job.seed, sid, job.val_fraction),
+            seed=job.seed, noise_seed=batch.noise_seeds[i], backend=job.model.backend,
+            model=backend.model_id, weights_sha256=backend.weights, dtype=job.model.dtype,
+            sampler=job.sampler, model_spec=job.model, caption=condition.caption,
+            prompt=backend.prompt(condition, job.sampler), condition=condition.to_json(),
+            instances=instances, verify_method=job.verify.resolved_method(job.model.backend),
+            verify=verify, kept=hooks.is_kept(job, batch.status[i], instances),
+            status=batch.status[i], seconds=batch.seconds, config_hash=fingerprint, shard=shard)
+        rows.append(record.to_row())
+    if progress:
+        progress(len(batch.ids))
+    return rows
+
+
+_CLOSE = object()
+
+
+class ShardWriter:
+    """Writes a shard's batches on a thread of its own, in order, while the next batch samples.
+
+    ``put`` hands over a batch through a queue of ``depth`` batches (the sampler runs at most that
+    far ahead of the disk: it waits only when writing is the slower side); ``close`` waits for the
+    last one and returns every row, in order. An error on the writer thread is raised in the
+    caller's thread at its next ``put`` or at ``close``; after it, nothing more is written.
+    ``discard`` (on an error or a stop request in the caller) drops the batches not yet started and
+    waits for the one being written, whose files are each written atomically: nothing partial is
+    left.
+    """
+
+    def __init__(self, write: Callable[[object], list[dict]], depth: int = 2,
+                 name: str = "shard-writer"):
+        self._write = write
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._rows: list[dict] = []
+        self._error: BaseException | None = None
+        self._dropping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not _CLOSE:
+            if self._error is None and not self._dropping.is_set():
+                try:
+                    self._rows += self._write(item)
+                except BaseException as exc:  # handed to the caller's thread
+                    self._error = exc
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, item) -> None:
+        self._raise_error()
+        self._queue.put(item)  # the thread keeps taking items, even after an error
+
+    def close(self) -> list[dict]:
+        self._queue.put(_CLOSE)
+        self._thread.join()
+        self._raise_error()
+        return self._rows
+
+    def discard(self) -> None:
+        self._dropping.set()
+        self._queue.put(_CLOSE)
+        self._thread.join()
 
 
 def _parquet_bytes(frame: pd.DataFrame) -> bytes:
@@ -222,8 +331,11 @@ def read_manifest_parts(job: JobBase, root: Path) -> pd.DataFrame:
     return manifest
 
 
-def finalize_dataset(job: JobBase, root: str | Path, seconds: float | None = None) -> dict:
-    """Merge the manifest, run the exporters, write dataset.json; returns the run summary."""
+def finalize_dataset(job: JobBase, root: str | Path, seconds: float | None = None,
+                     model_seconds: float | None = None) -> dict:
+    """Merge the manifest, run the exporters, write dataset.json; returns the run summary
+    (``summarize``; ``seconds``: the run's wall time, ``model_seconds``: the part of it its shards
+    spent in model calls)."""
     root = Path(root)
     manifest = read_manifest_parts(job, root)
     atomic_write_bytes(root / "manifest.parquet", _parquet_bytes(manifest))
@@ -232,7 +344,7 @@ def finalize_dataset(job: JobBase, root: str | Path, seconds: float | None = Non
     for exporter in EXPORTERS.select(modality=job.modality):
         if labels in exporter.labels:
             exporter.write(root, manifest, categories, labels=labels)
-    summary = summarize(manifest, seconds)
+    summary = summarize(manifest, seconds, model_seconds)
     atomic_write_json(root / "dataset.json", {
         "name": job.name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "synthmill_version": __version__, "modality": job.modality,
@@ -246,8 +358,12 @@ def finalize_dataset(job: JobBase, root: str | Path, seconds: float | None = Non
     return summary
 
 
-def summarize(manifest: pd.DataFrame, seconds: float | None = None) -> dict:
-    """Counts per class (kept samples), kept / dropped / failed, and throughput."""
+def summarize(manifest: pd.DataFrame, seconds: float | None = None,
+              model_seconds: float | None = None) -> dict:
+    """Counts per class (kept samples), kept / dropped / failed, and throughput: with the run's
+    wall ``seconds`` and the ``model_seconds`` its shards spent in model calls (rendering and
+    verification), ``outside_model_share`` is the share of the wall time spent on anything else
+    (orchestration, files, exporters; with shards in parallel it can be below 0)."""
     kept = manifest[manifest["kept"]]
     per_class = Counter(i["category"] for text in kept["instances"] for i in json.loads(text))
     counts = {"samples": int(len(manifest)), "kept": int(len(kept)),
@@ -255,9 +371,18 @@ def summarize(manifest: pd.DataFrame, seconds: float | None = None) -> dict:
               "failed": int((manifest["status"] == "failed").sum()),
               "instances_per_class": dict(sorted(per_class.items()))}
     gen_seconds = float(manifest["seconds"].sum())
+    outside = 1 - model_seconds / seconds if seconds and model_seconds is not None else None
     return {"counts": counts, "generation_seconds": round(gen_seconds, 2),
             "wall_seconds": round(seconds, 2) if seconds else None,
-            "samples_per_second": round(len(manifest) / seconds, 3) if seconds else None}
+            "samples_per_second": round(len(manifest) / seconds, 3) if seconds else None,
+            "model_seconds": round(model_seconds, 2) if model_seconds is not None else None,
+            "outside_model_share": round(outside, 4) if outside is not None else None}
+
+
+def samples_done(job: JobBase, root: str | Path) -> int:
+    """How many of ``job``'s samples are finished in ``root``: those of shards whose manifest part
+    is written (a rerun keeps them and generates the rest)."""
+    return job.num_samples - sum(len(shard_ids(job, s)) for s in pending_shards(job, Path(root)))
 
 
 def generate_dataset(job: JobBase, out: str | Path,
@@ -268,7 +393,7 @@ def generate_dataset(job: JobBase, out: str | Path,
     start = time.perf_counter()
     with FolderLock(root):
         prepare_dataset(job, out, version)
-        for shard in range(job.num_shards):
-            generate_shard(job, root, shard, progress)
-        summary = finalize_dataset(job, root, time.perf_counter() - start)
+        model_seconds = sum(generate_shard(job, root, shard, progress)["model_seconds"]
+                            for shard in range(job.num_shards))
+        summary = finalize_dataset(job, root, time.perf_counter() - start, model_seconds)
     return root, summary

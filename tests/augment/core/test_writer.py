@@ -1,0 +1,145 @@
+"""A shard's writer thread and stop requests: the sampler hands batches to a thread that writes
+them in order; its errors reach the sampler; a stop request ends a shard within a denoising step,
+leaves nothing partial, and the shard is then made again exactly as without the stop."""
+
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+import pytest
+
+import augment.core.shards as gen
+from augment.config.image import ImageJob, ImageSamplerSpec, ShapesLayoutSpec
+from augment.core.backends import load_backend
+from augment.core.stopping import (GenerationInterrupted, clear_stop, request_stop,
+                                   watch_networks)
+from augment.image.layouts import sample_layout
+
+
+def small_job(**kw) -> ImageJob:
+    base = dict(name="tiny", num_samples=6, shard_size=6, seed=3,
+                sampler=ImageSamplerSpec(steps=2, batch_size=2, scheduler="ddim"),
+                layout=ShapesLayoutSpec(objects_per_image=(1, 2)))
+    return ImageJob(**{**base, **kw})
+
+
+@pytest.fixture(autouse=True)
+def no_stop_left_behind():
+    clear_stop()
+    yield
+    clear_stop()
+
+
+def test_writer_writes_batches_in_order_on_its_own_thread():
+    threads = []
+
+    def write(batch):
+        threads.append(threading.current_thread())
+        return [{"id": i} for i in batch]
+
+    writer = gen.ShardWriter(write, depth=1)
+    for batch in ([0, 1], [2, 3], [4]):
+        writer.put(batch)
+    assert [r["id"] for r in writer.close()] == [0, 1, 2, 3, 4]
+    assert set(threads) == {threads[0]} and threads[0] is not threading.current_thread()
+
+
+def test_a_writer_error_reaches_the_sampler_and_stops_the_writing():
+    written = []
+
+    def write(batch):
+        if batch == "bad":
+            raise OSError("disk full")
+        written.append(batch)
+        return []
+
+    writer = gen.ShardWriter(write, depth=1)
+    writer.put("a")
+    writer.put("bad")
+    with pytest.raises(OSError, match="disk full"):
+        for _ in range(50):  # the error is raised at a put once the thread has met it ...
+            writer.put("b")
+        writer.close()  # ... or at the latest at close
+    assert written == ["a"]
+
+
+def test_discard_drops_queued_batches_and_waits_for_the_one_in_progress():
+    started, release, written = threading.Event(), threading.Event(), []
+
+    def write(batch):
+        started.set()
+        release.wait(5)
+        written.append(batch)
+        return []
+
+    writer = gen.ShardWriter(write, depth=2)
+    writer.put("first")
+    started.wait(5)
+    writer.put("queued")
+    threading.Timer(0.2, release.set).start()
+    writer.discard()
+    assert written == ["first"]  # finished, not cut; "queued" never started
+
+
+def test_a_stop_request_ends_a_sampling_call_within_its_first_denoising_step():
+    job = small_job()
+    backend = load_backend(job.model)
+    watch_networks(backend)
+    calls = []
+
+    def stop_after_first_unet_call(module, args, output):
+        calls.append(1)
+        request_stop()
+
+    handle = backend.pipe.unet.register_forward_hook(stop_after_first_unet_call)
+    try:
+        layouts = [sample_layout(job.layout, 0, i) for i in range(2)]
+        with pytest.raises(GenerationInterrupted):
+            backend.render(layouts, ImageSamplerSpec(steps=20, scheduler="ddim"), [1, 2])
+    finally:
+        handle.remove()
+    assert calls == [1]  # of 20 steps, only the first ran
+
+
+def test_a_stopped_shard_leaves_no_record_and_is_made_again_identically(tmp_path):
+    job = small_job()  # 3 batches of 2 samples, 2 steps each
+    direct, _ = gen.generate_dataset(job, tmp_path / "direct")
+    root = gen.prepare_dataset(job, tmp_path / "stopped")
+    unet = load_backend(job.model).pipe.unet
+    calls = []
+
+    def stop_in_the_second_batch(module, args, output):
+        calls.append(1)
+        if len(calls) == 3:
+            request_stop()
+
+    handle = unet.register_forward_hook(stop_in_the_second_batch)
+    try:
+        with pytest.raises(GenerationInterrupted):
+            gen.generate_shard(job, root, 0)
+    finally:
+        handle.remove()
+    assert len(calls) == 3
+    assert gen.pending_shards(job, root) == [0] and gen.samples_done(job, root) == 0
+    assert len(list((root / "images").glob("*.png"))) in (0, 2)  # the first batch, or none
+    assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+    clear_stop()
+    _, summary = gen.generate_dataset(job, tmp_path / "stopped")
+    a = pd.read_parquet(root / "manifest.parquet").drop(columns=["seconds"])
+    b = pd.read_parquet(direct / "manifest.parquet").drop(columns=["seconds"])
+    pd.testing.assert_frame_equal(a, b)
+    for rel in b["image"]:
+        assert (root / rel).read_bytes() == (direct / rel).read_bytes(), rel
+    assert 0 < summary["model_seconds"] <= summary["wall_seconds"]
+    assert 0 <= summary["outside_model_share"] < 1
+
+
+def test_a_stop_request_before_a_shard_starts_writes_nothing(tmp_path):
+    job = small_job()
+    root = gen.prepare_dataset(job, tmp_path)
+    request_stop()
+    with pytest.raises(GenerationInterrupted, match="start of shard 0"):
+        gen.generate_shard(job, root, 0)
+    assert not (root / "images").exists()
