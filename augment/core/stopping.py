@@ -21,8 +21,9 @@ _ACTIVE_LOCK = threading.Lock()
 
 
 class GenerationInterrupted(Exception):
-    """Generation stopped at a stop request: finished samples are on disk and recorded, nothing
-    partial was written; running the same generation again resumes it."""
+    """Generation stopped at a stop request: the shards it finished are on disk and recorded, the
+    stopped shard left no record and no partial file; running the same generation again resumes
+    it."""
 
 
 def request_stop() -> None:
