@@ -82,9 +82,8 @@ def test_discard_drops_queued_batches_and_waits_for_the_one_in_progress():
     assert written == ["first"]  # finished, not cut; "queued" never started
 
 
-def test_a_stop_request_ends_a_sampling_call_within_its_first_denoising_step():
-    job = small_job()
-    backend = load_backend(job.model)
+def _stops_in_first_step(backend, layouts, sampler) -> list:
+    """Render with a stop requested at the end of the UNet's first call; the UNet's calls."""
     watch_networks(backend)
     calls = []
 
@@ -94,12 +93,33 @@ def test_a_stop_request_ends_a_sampling_call_within_its_first_denoising_step():
 
     handle = backend.pipe.unet.register_forward_hook(stop_after_first_unet_call)
     try:
-        layouts = [sample_layout(job.layout, 0, i) for i in range(2)]
         with pytest.raises(GenerationInterrupted):
-            backend.render(layouts, ImageSamplerSpec(steps=20, scheduler="ddim"), [1, 2])
+            backend.render(layouts, sampler, list(range(len(layouts))))
     finally:
         handle.remove()
-    assert calls == [1]  # of 20 steps, only the first ran
+    return calls
+
+
+def test_a_stop_request_ends_a_sampling_call_within_its_first_denoising_step():
+    job = small_job()
+    layouts = [sample_layout(job.layout, 0, i) for i in range(2)]
+    sampler = ImageSamplerSpec(steps=20, scheduler="ddim")
+    assert _stops_in_first_step(load_backend(job.model), layouts, sampler) == [1]  # of 20
+
+
+def test_a_diffusers_pipeline_stops_within_its_first_denoising_step_too(tmp_path):
+    """ControlNet + Stable Diffusion (tiny random weights): diffusers' own sampling loop."""
+    from augment.config.image import ControlNetSegSpec
+    from augment.testing.tiny_sd import save_sd_folder
+
+    folder, controlnet = save_sd_folder(tmp_path, "controlnet-seg")
+    spec = ControlNetSegSpec(path=str(folder), controlnet=str(controlnet),
+                             palette={"circle": "ball", "square": "box"})
+    layout = ShapesLayoutSpec(height=32, width=32, objects_per_image=(1, 1),
+                              classes=["circle", "square"])
+    layouts = [sample_layout(layout, 0, i) for i in range(2)]
+    sampler = ImageSamplerSpec(scheduler="dpmsolver++", steps=20, guidance=2.0)
+    assert _stops_in_first_step(load_backend(spec), layouts, sampler) == [1]
 
 
 def test_a_stopped_shard_leaves_no_record_and_is_made_again_identically(tmp_path):
