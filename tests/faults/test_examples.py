@@ -99,12 +99,14 @@ def long_work_stops(monkeypatch) -> list:
         raise Reached()
 
     import flows.generate
+    import flows.interrupt
     import flows.pipeline
     import flows.schedule
     import flows.utility
     import prefect
 
     monkeypatch.setattr(flows.generate, "run_generate", reached)
+    monkeypatch.setattr(flows.interrupt, "start_server_ignoring_ctrl_c", lambda: None)  # for flows
     monkeypatch.setattr(flows.pipeline, "pipeline", reached)
     monkeypatch.setattr(flows.utility, "utility_flow", reached)
     monkeypatch.setattr(flows.schedule, "check_server", lambda: "http://127.0.0.1:1/api")
