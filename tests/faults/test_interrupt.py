@@ -135,9 +135,11 @@ def test_flow_runs_on_the_temporary_server_have_no_heartbeat_to_wait_for():
     from flows.generate import heartbeats_only_for_a_lasting_server
 
     before = PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value()
-    with heartbeats_only_for_a_lasting_server():
-        assert get_current_settings().flows.heartbeat_frequency is None
-    assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() == before
+    # no server configured (a test session's harness may have set one: unset it here)
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        with heartbeats_only_for_a_lasting_server():
+            assert get_current_settings().flows.heartbeat_frequency is None
+        assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() == before
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
         with heartbeats_only_for_a_lasting_server():
             assert get_current_settings().flows.heartbeat_frequency == before
