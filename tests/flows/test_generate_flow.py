@@ -115,3 +115,15 @@ def test_the_flow_makes_an_audio_dataset(prefect_harness, tmp_path):
     events = pd.read_csv(tmp_path / "tones" / "annotations" / "events.tsv", sep="\t")
     assert len(AudioDataset(tmp_path / "tones")) == summary["counts"]["kept"]
     assert len(events) == sum(summary["counts"]["instances_per_class"].values())
+
+
+def test_the_generation_summary_says_the_share_of_time_outside_model_calls():
+    from flows.summaries import generation_markdown
+
+    counts = {"samples": 4, "kept": 3, "dropped": 1, "failed": 0, "instances_per_class": {}}
+    text = generation_markdown("d", {"counts": counts, "wall_seconds": 10.0,
+                                     "samples_per_second": 0.4, "outside_model_share": 0.025})
+    assert "- time: 10.0 s (0.40 samples/s; 2.5% of it outside model calls)" in text
+    del_share = generation_markdown("d", {"counts": counts, "wall_seconds": 10.0,
+                                          "samples_per_second": 0.4})
+    assert "- time: 10.0 s (0.40 samples/s)" in del_share
