@@ -20,9 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from augment.config import ImageJob, VerifySpec
-from augment.config.image import ShapesWorldSpec
-from augment.core.shards import generate_dataset
+from augment.testing.scenes import scenes_dataset
 from benchmarks.common import interleaved, median, row
 
 SYNTHMILL = str(Path(sys.executable).parent / "synthmill")
@@ -38,12 +36,8 @@ _LIBRARY = {
 
 
 def _sets(work: Path) -> tuple[Path, Path, Path]:
-    made = []
-    for name, seed, n in (("gen", 21, 64), ("gen2", 22, 64), ("ref", 23, 256)):
-        job = ImageJob(name=name, num_samples=n, seed=seed, shard_size=n,
-                       model=ShapesWorldSpec(backend="shapes-world"), verify=VerifySpec(enabled=False))
-        made.append(generate_dataset(job, work)[0])
-    return made[0], made[1], made[2]
+    return (scenes_dataset(work, "gen", 64, 21), scenes_dataset(work, "gen2", 64, 22),
+            scenes_dataset(work, "ref", 256, 23))
 
 
 def _env() -> dict:

@@ -114,7 +114,7 @@ def ready_to_generate(config, names: list[str] | None = None) -> None:
     where the config says and its dataset folder free of another run's lock."""
     from augment.core.weights import check_job_weights
 
-    for job in [config.job(name) for name in names] if names else config.jobs:
+    for job in config.selected_jobs(names):
         check_job_weights(job)
         lock_free(Path(config.out) / job.name)
 
@@ -123,6 +123,6 @@ def prefect_server() -> str | None:
     """The Prefect server the user configured (``PREFECT_API_URL`` from the environment or the
     active profile), or None. One-off commands run as flows only when there is one: without it
     Prefect would start a temporary server (10-20 s) whose records end with the command."""
-    from prefect.settings import PREFECT_API_URL
+    from flows.runners import configured_server
 
-    return PREFECT_API_URL.value() or None
+    return configured_server()

@@ -178,6 +178,10 @@ class RunConfig(Strict):
         return [job for job in self.jobs if self.role(job) == role
                 and (modality is None or job.modality == modality)]
 
+    def selected_jobs(self, names: list[str] | None = None) -> list:
+        """The jobs named ``names``, in that order, or all of them."""
+        return [self.job(name) for name in names] if names else self.jobs
+
     def job(self, name: str):
         for job in self.jobs:
             if job.name == name:

@@ -8,22 +8,21 @@ shard functions ask the job's modality for what a sample is.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import as_completed
-from prefect.settings import (PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-                              temporary_settings)
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from tqdm.auto import tqdm
 
 from augment.config.base import JobBase
 from augment.core.io import FolderLock
 from augment.core.shards import (dataset_dir, finalize_dataset, generate_shard, pending_shards,
-                                 prepare_dataset, shard_ids)
+                                 prepare_dataset, samples_done)
 from augment.core.versions import open_version, promote
 from flows.config import RunConfig, RunnerSpec
-from flows.runners import make_task_runner, shard_resources
+from flows.runners import configured_server, make_task_runner, shard_resources
 from flows.summaries import generation_markdown
 
 
@@ -47,7 +46,7 @@ def generate_dataset_flow(job: JobBase, out: str, version: str | None = None,
     with FolderLock(root):
         prepare_dataset(job, out, version)
         shards = pending_shards(job, root)
-        done_before = job.num_samples - sum(len(shard_ids(job, s)) for s in shards)
+        done_before = samples_done(job, root)
         with shard_resources(runner):
             futures = [generate_shard_task.submit(job, str(root), s) for s in shards]
         model_seconds = 0.0
@@ -83,17 +82,15 @@ def heartbeats_only_for_a_lasting_server():
     ends with this process, so they tell it nothing, and their thread, which sleeps in 1 s steps
     and is joined when a flow run ends, made every flow run 0-1 s longer (issue 14: 96 images in
     ~18 s, so up to 5% of the flow's time)."""
-    if PREFECT_API_URL.value():
-        yield
-        return
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    with (nullcontext() if configured_server()
+          else temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})):
         yield
 
 
 def run_generate(config: RunConfig, names: list[str] | None = None) -> list[dict]:
     """Generate the config's jobs (those in ``names``, or all), in order, with the task runner
     the config asks for; returns their summaries."""
-    jobs = [config.job(name) for name in names] if names else config.jobs
+    jobs = config.selected_jobs(names)
     flow_ = generate_dataset_flow.with_options(task_runner=make_task_runner(config.runner))
     with heartbeats_only_for_a_lasting_server():
         return [flow_(job, config.out, runner=config.runner) for job in jobs]

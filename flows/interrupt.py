@@ -72,9 +72,11 @@ def start_server_ignoring_ctrl_c() -> None:
     """Start Prefect's temporary server, when this process uses one (no ``PREFECT_API_URL``),
     with SIGINT blocked (see the module's docstring); the flows then find it running. A Ctrl-C
     while it starts interrupts the wait and stops the server."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_ENABLED
 
-    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+    from flows.runners import configured_server
+
+    if configured_server() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return
     from prefect.server.api.server import SubprocessASGIServer  # what get_client() starts too
 
@@ -108,7 +110,7 @@ def start_server_ignoring_ctrl_c() -> None:
 def resume_line(config: RunConfig, names: list[str] | None = None) -> str:
     """Where an interrupted run of ``config`` (its jobs ``names``, or all) stands, read from the
     dataset folders, and how to go on."""
-    jobs = [config.job(name) for name in names] if names else config.jobs
+    jobs = config.selected_jobs(names)
     for job in jobs:
         done = samples_done(job, dataset_dir(job, config.out))
         if done < job.num_samples:

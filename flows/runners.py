@@ -11,11 +11,17 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.config import RunnerSpec
 
 
+def configured_server() -> str | None:
+    """The API URL of the Prefect server the user configured (``PREFECT_API_URL`` from the
+    environment or the active profile), or None: this process would use the temporary one."""
+    return PREFECT_API_URL.value() or None
+
+
 def api_url() -> str | None:
     """The Prefect API this process talks to; the temporary local server is started here when no
     ``PREFECT_API_URL`` is set, so that worker processes can be pointed at it (each would start a
     server of its own otherwise)."""
-    url = PREFECT_API_URL.value()
+    url = configured_server()
     if url or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return url or None
     from prefect.server.api.server import SubprocessASGIServer  # what get_client() starts too

@@ -371,12 +371,13 @@ def summarize(manifest: pd.DataFrame, seconds: float | None = None,
               "failed": int((manifest["status"] == "failed").sum()),
               "instances_per_class": dict(sorted(per_class.items()))}
     gen_seconds = float(manifest["seconds"].sum())
-    outside = 1 - model_seconds / seconds if seconds and model_seconds is not None else None
+    outside = (round(1 - model_seconds / seconds, 4)
+               if seconds and model_seconds is not None else None)
     return {"counts": counts, "generation_seconds": round(gen_seconds, 2),
             "wall_seconds": round(seconds, 2) if seconds else None,
             "samples_per_second": round(len(manifest) / seconds, 3) if seconds else None,
             "model_seconds": round(model_seconds, 2) if model_seconds is not None else None,
-            "outside_model_share": round(outside, 4) if outside is not None else None}
+            "outside_model_share": outside}
 
 
 def samples_done(job: JobBase, root: str | Path) -> int:

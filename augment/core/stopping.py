@@ -69,21 +69,21 @@ def _stop_point(module, args) -> None:
         raise GenerationInterrupted(f"stopped on request before {type(module).__name__}.forward")
 
 
-def watch_networks(backend) -> int:
+def watch_networks(backend) -> None:
     """Make the networks of ``backend``'s pipeline (``backend.pipe``'s torch components: UNet,
     VAE, text encoders, ...) stop points, on each call and on each of their top-level blocks
     (a UNet's down, mid and up blocks): a stop request ends a sampling call within about a tenth
     of one denoising step. Idempotent; a backend without a pipeline (a procedural world) has no
-    networks to watch. Returns how many modules of this process carry the hook."""
+    networks to watch. A component whose root is watched is skipped (its blocks were hooked with
+    it), so a shard's call does not walk a large network's modules again."""
     import torch
 
     components = getattr(getattr(backend, "pipe", None), "components", None) or {}
     for component in components.values():
-        if not isinstance(component, torch.nn.Module):
+        if not isinstance(component, torch.nn.Module) or component in _WATCHED:
             continue
         for name, module in component.named_modules():
             # depth <= 2: "down_blocks.0", "mid_block", "conv_in" (a ModuleList is never called)
             if name.count(".") <= 1 and module not in _WATCHED:
                 module.register_forward_pre_hook(_stop_point)
                 _WATCHED.add(module)
-    return len(_WATCHED)

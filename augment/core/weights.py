@@ -48,18 +48,15 @@ def check_job_weights(job) -> None:
     """Resolve every place ``job`` loads weights from (the model's folders or cached hub ids, the
     verifier's checkpoint) without loading them: run before any shard starts, so that a wrong path
     is one error naming the job and the field, and nothing is written."""
-    checks = [(f"model.{name}", getattr(job.model, name)) for name in job.model.weight_fields]
-    for name in ("clip_checkpoint", "clap_model"):
-        if getattr(job.verify, name, None) and job.verify.resolved_method(job.model.backend) != "none":
-            checks.append((f"verify.{name}", getattr(job.verify, name)))
-    for field, value in checks:
-        if value is None:
-            continue
-        try:
-            if field.startswith("verify."):
-                if not Path(value).expanduser().exists():
-                    raise FileNotFoundError(f"{field}: {value} does not exist")
-            else:
-                resolve_model_path(value, None, field)
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(f"jobs {job.name}: {exc}") from None
+    try:
+        for name in job.model.weight_fields:
+            if getattr(job.model, name) is not None:
+                resolve_model_path(getattr(job.model, name), None, f"model.{name}")
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"jobs {job.name}: {exc}") from None
+    if job.verify.resolved_method(job.model.backend) == "none":
+        return
+    for name in ("clip_checkpoint", "clap_model"):  # image / audio verifier weights
+        value = getattr(job.verify, name, None)
+        if value and not Path(value).expanduser().exists():
+            raise FileNotFoundError(f"jobs {job.name}: verify.{name}: {value} does not exist")

@@ -21,10 +21,8 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from augment.config import ImageJob, VerifySpec
-from augment.config.image import ShapesWorldSpec
-from augment.core.shards import generate_dataset
 from augment.core.versions import promote
+from augment.testing.scenes import scenes_dataset
 from evaluation.config import EvalSpec
 from flows.cli import app
 from flows.cli_common import SetOption, apply_overrides, load_config
@@ -61,23 +59,17 @@ def help_examples() -> list[str]:
     return lines
 
 
-def _scenes(out: Path, name: str, n: int, seed: int, version: str | None = None) -> Path:
-    job = ImageJob(name=name, num_samples=n, seed=seed, shard_size=n,
-                   model=ShapesWorldSpec(backend="shapes-world"), verify=VerifySpec(enabled=False))
-    return generate_dataset(job, out, version=version)[0]
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     """The folders the examples name: configs, small datasets, local weights folders."""
     root = tmp_path_factory.mktemp("examples")
     shutil.copytree(ROOT / "configs", root / "configs")
     datasets = root / "datasets"
-    _scenes(datasets, "demo-shapes", 16, 1)  # replay asks for sample 12
-    _scenes(datasets, "demo-real-scenes", 8, 2)
+    scenes_dataset(datasets, "demo-shapes", 16, 1)  # replay asks for sample 12
+    scenes_dataset(datasets, "demo-real-scenes", 8, 2)
     for i, name in enumerate(("a", "b", "mine", "real-pool", "real-test")):
-        _scenes(datasets, name, 6, 3 + i)
-    _scenes(datasets, "shapes-nightly", 6, 9, version="v0001")
+        scenes_dataset(datasets, name, 6, 3 + i)
+    scenes_dataset(datasets, "shapes-nightly", 6, 9, version="v0001")
     promote(datasets / "shapes-nightly", "v0001")
     (root / "my-real-images").mkdir()
     for image in sorted((datasets / "demo-real-scenes" / "images").glob("*.png")):

@@ -74,14 +74,21 @@ def _assert_nothing_partial(root: Path) -> int:
     return recorded
 
 
-def test_ctrl_c_stops_generate_mid_shard_and_a_rerun_completes_it_identically(tmp_path):
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"out": "datasets", "jobs": [JOB]}))
-    root = tmp_path / "datasets" / "tiny"
-    # once shard 1's first batch is on disk, its second batch is sampling when the signal comes
-    output = _interrupt("generate", tmp_path, root / "images" / "000004.png")
+def _interrupt_job(tmp_path: Path, command: str, job: dict, sample_id: int) -> tuple[Path, int]:
+    """Ctrl-C ``synthmill <command>`` on a run.yaml holding ``job`` once sample ``sample_id``'s
+    image exists; checks nothing is partial and the one resume line; (root, samples recorded)."""
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"out": "datasets", "jobs": [job]}))
+    root = tmp_path / "datasets" / job["name"]
+    output = _interrupt(command, tmp_path, root / "images" / f"{sample_id:06d}.png")
     done = _assert_nothing_partial(root)
+    _assert_one_resume_line(output, done, job["num_samples"], job["name"])
+    return root, done
+
+
+def test_ctrl_c_stops_generate_mid_shard_and_a_rerun_completes_it_identically(tmp_path):
+    # once shard 1's first batch is on disk, its second batch is sampling when the signal comes
+    root, done = _interrupt_job(tmp_path, "generate", JOB, 4)
     assert done < JOB["num_samples"] and done % JOB["shard_size"] == 0
-    _assert_one_resume_line(output, done, JOB["num_samples"], "tiny")
     assert not (root / "manifest.parquet").exists()
     with FolderLock(root):  # released
         pass
@@ -98,12 +105,7 @@ def test_ctrl_c_stops_generate_mid_shard_and_a_rerun_completes_it_identically(tm
 
 
 def test_ctrl_c_stops_the_pipeline_run_in_its_generation(tmp_path):
-    job = {**JOB, "name": "tiny-run", "num_samples": 8}
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"out": "datasets", "jobs": [job]}))
-    root = tmp_path / "datasets" / "tiny-run"
-    output = _interrupt("run", tmp_path, root / "images" / "000000.png")
-    done = _assert_nothing_partial(root)
-    _assert_one_resume_line(output, done, job["num_samples"], "tiny-run")
+    _interrupt_job(tmp_path, "run", {**JOB, "name": "tiny-run", "num_samples": 8}, 0)
 
 
 def test_a_second_ctrl_c_kills_at_once(tmp_path):

@@ -13,9 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from augment.config import ImageJob, VerifySpec
-from augment.config.image import ShapesWorldSpec
-from augment.core.shards import generate_dataset
+from augment.testing.scenes import scenes_dataset
 from evaluation.config import EvalSpec
 from evaluation.evaluate import MIN_SET_SIZE, evaluate_dataset
 
@@ -25,9 +23,7 @@ METRICS = ["fid", "kid", "diversity"]
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory) -> Path:
-    job = ImageJob(name="scenes", num_samples=8, seed=4, shard_size=8,
-                   model=ShapesWorldSpec(backend="shapes-world"), verify=VerifySpec(enabled=False))
-    return generate_dataset(job, tmp_path_factory.mktemp("sets"))[0]
+    return scenes_dataset(tmp_path_factory.mktemp("sets"), "scenes", 8, 4)
 
 
 def _folder(scenes: Path, tmp_path: Path, n: int) -> Path:

@@ -13,21 +13,13 @@ from pathlib import Path
 import pandas as pd
 from typer.testing import CliRunner
 
-from augment.config import ImageJob, VerifySpec
-from augment.config.image import ShapesWorldSpec
-from augment.core.shards import generate_dataset
+from augment.testing.scenes import scenes_dataset
 
 SYNTHMILL = str(Path(sys.executable).parent / "synthmill")
 
 
-def _scenes(out: Path, name: str, seed: int) -> Path:
-    job = ImageJob(name=name, num_samples=6, seed=seed, shard_size=6,
-                   model=ShapesWorldSpec(backend="shapes-world"), verify=VerifySpec(enabled=False))
-    return generate_dataset(job, out)[0]
-
-
 def test_without_a_server_compare_starts_no_prefect_server(tmp_path):
-    a, b = _scenes(tmp_path, "a", 1), _scenes(tmp_path, "b", 2)
+    a, b = scenes_dataset(tmp_path, "a", 6, 1), scenes_dataset(tmp_path, "b", 6, 2)
     home = tmp_path / "prefect-home"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {
         "PREFECT_HOME": str(home)}
@@ -49,7 +41,7 @@ def test_with_a_server_evaluate_runs_as_a_recorded_flow(tmp_path, monkeypatch, p
 
     from flows.cli import app
 
-    _scenes(tmp_path / "datasets", "scenes", 3)
+    scenes_dataset(tmp_path / "datasets", "scenes", 6, 3)
     monkeypatch.chdir(tmp_path)
 
     async def runs() -> int:
