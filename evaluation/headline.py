@@ -13,7 +13,6 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from evaluation.compare import higher_is_better
 from evaluation.registry import figure_spec
 
 
@@ -108,7 +107,7 @@ def _pair_outcome(rows: pd.DataFrame, a: str, b: str, extractor: str) -> PairOut
         if missing or (declared is not None and declared.plot == "count"):
             continue
         ra, rb = by[(a, metric)], by[(b, metric)]
-        higher = higher_is_better(metric)
+        higher = declared.higher_is_better if declared else None
         bounds = [float(x) for x in (ra.value, ra.ci_low, ra.ci_high, rb.value, rb.ci_low,
                                      rb.ci_high)]
         if higher is None or not all(math.isfinite(x) for x in bounds):

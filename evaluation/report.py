@@ -15,6 +15,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -126,10 +127,21 @@ class _Report:
     def verdicts(self) -> list[Verdict]:
         return [v for s in self.sections for v in s.verdicts]
 
-    @property
+    @cached_property
     def warnings(self) -> pd.DataFrame:
         """Each distinct warning once: how many figures carry it and where."""
         return distinct_warnings(self.metrics)
+
+    @cached_property
+    def headline(self) -> list[HeadlineLine]:
+        return headline(self.compared, {p.name: p.overview for p in self.parts}, self.verdicts,
+                        self.warnings)
+
+    @cached_property
+    def key(self) -> pd.DataFrame | None:
+        """The key-figures table, when it has a figure to show."""
+        key = _key_table(self.table) if self.table is not None else None
+        return key if key is not None and len(key.columns) > 1 else None
 
     def how_to_read(self) -> list[str]:
         return ([HOW_TO_READ["intervals"]]
@@ -357,18 +369,13 @@ def _md_text(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _headline(report: _Report) -> list[HeadlineLine]:
-    return headline(report.compared, {p.name: p.overview for p in report.parts}, report.verdicts,
-                    report.warnings)
-
-
 def _md_segments(segments: Sequence[Segment]) -> str:
     return "".join(f"**{_md_text(t)}**" if hit else _md_text(t) for t, hit in segments)
 
 
 def _md_headline(report: _Report) -> list[str]:
     out = []
-    for line in _headline(report):
+    for line in report.headline:
         out.append(f"- {_md_segments(line.segments)}")
         out += [f"  - {_md_segments(item)}" for item in line.items]
     return out
@@ -412,8 +419,8 @@ def _markdown(report: _Report) -> str:
     """summary.md: the title and the headline first (``synthmill run`` prints what comes before
     the first "## " heading), then the key figures and the detail."""
     out = [f"# {_md_text(report.title)}", ""] + _md_headline(report) + [""]
-    if report.table is not None and len(_key_table(report.table).columns) > 1:
-        out += ["## Key figures", "", markdown_table(_key_table(report.table)), ""]
+    if report.key is not None:
+        out += ["## Key figures", "", markdown_table(report.key), ""]
     out += ["## Run", ""]
     out += [f"- **{_md_text(k)}**: {_md_text(str(v))}" for k, v in report.header.items()]
     out += ["", "## How to read this", ""] + [p + "\n" for p in report.how_to_read()]
@@ -483,7 +490,7 @@ def _html_segments(segments: Sequence[Segment]) -> str:
 
 def _html_headline(report: _Report) -> str:
     items = []
-    for line in _headline(report):
+    for line in report.headline:
         sub = "".join(f"<li>{_html_segments(i)}</li>" for i in line.items)
         items.append(f"<li>{_html_segments(line.segments)}"
                      + (f"<ul>{sub}</ul>" if sub else "") + "</li>")
@@ -535,12 +542,11 @@ def _html_top(report: _Report) -> list[tuple[str, str, str]]:
     """(anchor, heading, body) of the parts before the charts: key figures, comparison, run,
     how to read this, warnings; a part with nothing to show is left out."""
     parts = []
-    key = _key_table(report.table) if report.table is not None else None
-    if key is not None and len(key.columns) > 1:
+    if report.key is not None:
         legend = ("<p>Green: the best value of a figure; light green: a tie with it (intervals "
                   "overlap). Every figure, with N: Comparison below.</p>"
                   if report.comparison is not None else "")
-        parts.append(("key", "Key figures", html_table(key) + legend))
+        parts.append(("key", "Key figures", html_table(report.key) + legend))
     if report.comparison is not None:
         parts.append(("comparison", "Comparison",
                       html_table(_runs(report.comparison))

@@ -89,11 +89,11 @@ def _utility_section(folder: Path) -> Section:
                    images=[picture], with_figures=True)
 
 
-def audit_verdicts(folder: Path) -> list[Verdict]:
+def audit_verdicts(folder: Path, distribution: pd.DataFrame) -> list[Verdict]:
     """The verdict of each group of the audit in ``folder``: its line of audit.txt
     (``evaluation.bias.audit_summary``: "group: SKEWED (...)" or "group: no skew found (...)"),
-    the groups named by distribution.csv."""
-    groups = list(dict.fromkeys(pd.read_csv(folder / "distribution.csv")["group"].astype(str)))
+    the groups named by its ``distribution`` (distribution.csv)."""
+    groups = list(dict.fromkeys(distribution["group"].astype(str)))
     verdicts = []
     for line in (folder / "audit.txt").read_text().splitlines():
         group = next((g for g in groups if line.startswith(f"{g}: ")), None)
@@ -106,7 +106,7 @@ def audit_verdicts(folder: Path) -> list[Verdict]:
 
 def _audit_section(folder: Path) -> Section:
     dist = pd.read_csv(folder / "distribution.csv")
-    verdicts = audit_verdicts(folder)
+    verdicts = audit_verdicts(folder, dist)
     flagged = [v.group for v in verdicts if v.flagged]
     picture = Picture(attribute_distribution(dist, colours=display_colours(), flagged=flagged),
                       "share of each value per group" + ("; flagged groups shaded red"
