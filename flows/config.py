@@ -26,8 +26,9 @@ class RunnerSpec(Strict):
     """Which Prefect task runner executes shards."""
 
     kind: Literal["threads", "dask", "ray"] = "threads"
-    max_workers: int = Field(1, ge=1, le=1024, description="Shards in flight: threads, or the "
-                             "worker processes of a local Dask cluster.")
+    max_workers: int = Field(1, ge=1, le=1024, description="Shards in flight: threads (with 1, "
+                             "each shard runs in the flow's own thread), or the worker processes "
+                             "of a local Dask cluster.")
     address: str | None = Field(None, description="Existing Dask scheduler / Ray cluster address.")
     gpus_per_shard: float = Field(
         0, ge=0, description="GPUs one shard reserves: Dask worker resource 'GPU' (start workers "

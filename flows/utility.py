@@ -7,7 +7,6 @@ from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from evaluation.config import ReportSpec, UtilitySpec
 from evaluation.image.utility import Sets, check_leakage, load_sets, protocol, run_one, runs
@@ -21,17 +20,17 @@ def utility_run_task(arm: str, budget: int, seed: int, spec: UtilitySpec, sets: 
     return run_one(arm, budget, seed, spec, sets)
 
 
-@flow(name="utility", log_prints=False,  # COCOeval prints its table
-      task_runner=ThreadPoolTaskRunner(max_workers=1))  # torch's global seed: one run at a time
+@flow(name="utility", log_prints=False)  # COCOeval prints its table
 def utility_flow(dataset: str, real: str | None, test: str | None, spec: UtilitySpec,
                  out_dir: str, run_info: dict) -> dict:
     """Train every arm on every budget and seed, score them on the test set, write the results
     and the report into ``out_dir``; returns their paths."""
     sets = load_sets(dataset, real, test, spec)
     leakage = check_leakage(sets.test, [sets.real, sets.synthetic], spec)
-    futures = [utility_run_task.submit(arm, budget, seed, spec, sets)
+    # one run at a time (torch's global seed), each in the flow's thread (flows.generate's
+    # shard_results says why not in a pool thread)
+    results = [utility_run_task(arm, budget, seed, spec, sets)
                for arm, budget, seed in runs(spec, sets)]
-    results = [f.result() for f in futures]
     table = summarize(results, spec, sets.synthetic.name, sets.test.name)
     part = Path(out_dir) / sets.synthetic.name
     metrics = write_results(part, table, results, protocol(spec, sets, leakage))
