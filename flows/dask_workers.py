@@ -1,10 +1,56 @@
-"""Dask worker plugins of the local cluster ``flows.runners`` starts (imported only for Dask)."""
+"""The local Dask cluster ``flows.runners`` starts: its task runner and worker plugins (imported
+only for Dask)."""
 
 from __future__ import annotations
 
 import os
 
 from distributed import WorkerPlugin
+from prefect_dask import DaskTaskRunner
+
+
+# what distributed's nanny writes into the parent's environment before spawning a worker
+# (``distributed.nanny.pre-spawn-environ`` and the hash seed it adds)
+PRE_SPAWN = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+             "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED")
+
+
+class LocalClusterTaskRunner(DaskTaskRunner):
+    """prefect-dask's runner on a local cluster that gives this process its environment back.
+
+    Before spawning a worker, distributed's nanny writes the worker's settings into the parent's
+    ``os.environ`` (OMP_NUM_THREADS=1, MKL_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1,
+    MALLOC_TRIM_THRESHOLD_, PYTHONHASHSEED) and never takes them back: every process this one
+    started afterwards, a CLI run in a subprocess or a process pool, ran torch on one thread
+    (slower, and with other float roundings than the same work here). They are put back as they
+    were once the workers have started, and again when the runner ends (a worker restarted
+    during the run writes them again)."""
+
+    def __enter__(self):
+        self._environment = {key: os.environ.get(key) for key in (*PRE_SPAWN, *self._keys())}
+        try:
+            return super().__enter__()
+        finally:
+            self._restore()
+
+    def __exit__(self, *args) -> None:
+        try:
+            super().__exit__(*args)
+        finally:
+            self._restore()
+
+    @staticmethod
+    def _keys() -> list[str]:
+        import dask
+
+        return list(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+
+    def _restore(self) -> None:
+        for key, value in self._environment.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 class PinDevice(WorkerPlugin):

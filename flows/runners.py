@@ -63,7 +63,9 @@ def make_task_runner(spec: RunnerSpec):
             from flows.dask_workers import PinDevice
 
             kwargs |= {"resources": {"GPU": 1}, "plugins": {PinDevice(_local_gpu_ids(spec))}}
-        return DaskTaskRunner(cluster_kwargs=kwargs)
+        from flows.dask_workers import LocalClusterTaskRunner
+
+        return LocalClusterTaskRunner(cluster_kwargs=kwargs)
     try:
         from prefect_ray import RayTaskRunner
     except ImportError:

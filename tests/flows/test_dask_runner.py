@@ -5,6 +5,7 @@ default thread runner, and its workers report to the run's one Prefect server.""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -37,9 +38,19 @@ def two_runs(prefect_harness, tmp_path_factory):
     for kind in ("threads", "dask"):
         config = RunConfig(out=str(out / kind), jobs=[job],
                            runner=RunnerSpec(kind=kind, max_workers=2))
+        before = dict(os.environ)
         (summary,) = run_generate(config)
         roots[kind] = Path(summary["path"])
+        roots[f"{kind} environment"] = (before, dict(os.environ))
     return roots
+
+
+def test_a_local_dask_cluster_leaves_this_process_environment_as_it_was(two_runs):
+    """distributed's nanny writes OMP_NUM_THREADS=1 and more into the parent's environment before
+    spawning workers: a CLI run started afterwards from this process ran torch on one thread."""
+    before, after = two_runs["dask environment"]
+    after.pop("__DASK_PARENT_PID", None)  # marks this process as the parent, for process titles
+    assert after == before
 
 
 def test_a_local_dask_cluster_makes_the_same_dataset_as_threads(two_runs):
