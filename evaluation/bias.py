@@ -203,11 +203,13 @@ def distribution_frame(audits: Sequence[GroupAudit]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["attribute", "group", "value", "count", "share", "target"])
 
 
+def audit_line(audit: GroupAudit) -> str:
+    """The group's verdict in words: flagged or not, and its most over-represented value."""
+    state = "SKEWED" if audit.flagged else "no skew found"
+    return (f"{audit.group}: {state} (n={audit.n}; most frequent {audit.attribute} "
+            f"{audit.top_value} at {audit.top_share:.0%}, p={audit.p_value:.3g})")
+
+
 def audit_summary(audits: Sequence[GroupAudit]) -> str:
-    """One line per group: flagged or not, and the most over-represented value."""
-    lines = []
-    for a in audits:
-        state = "SKEWED" if a.flagged else "no skew found"
-        lines.append(f"{a.group}: {state} (n={a.n}; most frequent {a.attribute} "
-                     f"{a.top_value} at {a.top_share:.0%}, p={a.p_value:.3g})")
-    return "\n".join(lines)
+    """One line per group (``audit_line``)."""
+    return "\n".join(audit_line(a) for a in audits)

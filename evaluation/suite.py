@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from augment.core.versions import dataset_label, resolve_dataset
-from evaluation.bias import audit_summary
+from evaluation.bias import audit_line, audit_summary
 from evaluation.config import AuditSpec, EvalSpec, ReportSpec
 from evaluation.evaluate import evaluate_dataset, figures_table, write_metrics
 from evaluation.plots import Picture, attribute_distribution
@@ -18,6 +18,8 @@ from evaluation.registry import MODALITIES
 from evaluation.headline import Verdict
 from evaluation.report import Section, write_report
 from evaluation.sets import dataset_modality, file_modality
+
+AUDIT_VERDICTS = "audit.json"
 
 
 def evaluate_one(dataset: str | Path, spec: EvalSpec, reference: str | Path | None,
@@ -36,12 +38,24 @@ def audit_one(dataset: str | Path, spec: AuditSpec, eval_spec: EvalSpec, out_dir
     dataset = resolve_dataset(dataset)
     hooks = MODALITIES.get(dataset_modality(dataset)).load_hooks()
     figures, distribution, audits = hooks.audit(Path(dataset), spec, eval_spec)
+    return write_audit(out_dir, dataset_label(dataset), figures, distribution, audits,
+                       {"dataset": str(dataset), "audit": spec.model_dump(mode="json")},
+                       spec.method)
+
+
+def write_audit(out_dir: str | Path, label: str, figures: list, distribution: pd.DataFrame,
+                audits: list, about: dict, method: str) -> Path:
+    """An audit's files in ``out_dir``: its figures (metrics.csv, metrics.json with ``about``),
+    distribution.csv, audit.txt (one line per group, for people) and audit.json (each group's
+    verdict, which the report reads: ``audit_verdicts``); the path of metrics.csv."""
     out_dir = Path(out_dir)
-    table = figures_table(figures, dataset_label(dataset), "", f"audit:{spec.method}")
-    write_metrics(table, out_dir, {"dataset": str(dataset), "audit": spec.model_dump(mode="json"),
-                                   "summary": audit_summary(audits)})
+    table = figures_table(figures, label, "", f"audit:{method}")
+    write_metrics(table, out_dir, {**about, "summary": audit_summary(audits)})
     distribution.to_csv(out_dir / "distribution.csv", index=False)
     (out_dir / "audit.txt").write_text(audit_summary(audits) + "\n")
+    verdicts = [{"group": str(a.group), "flagged": bool(a.flagged), "text": audit_line(a)}
+                for a in audits]
+    (out_dir / AUDIT_VERDICTS).write_text(json.dumps({"groups": verdicts}, indent=1))
     return out_dir / "metrics.csv"
 
 
@@ -89,31 +103,28 @@ def _utility_section(folder: Path) -> Section:
                    images=[picture], with_figures=True)
 
 
-def audit_verdicts(folder: Path, distribution: pd.DataFrame) -> list[Verdict]:
-    """The verdict of each group of the audit in ``folder``: its line of audit.txt
-    (``evaluation.bias.audit_summary``: "group: SKEWED (...)" or "group: no skew found (...)"),
-    the groups named by its ``distribution`` (distribution.csv)."""
-    groups = list(dict.fromkeys(distribution["group"].astype(str)))
-    verdicts = []
-    for line in (folder / "audit.txt").read_text().splitlines():
-        group = next((g for g in groups if line.startswith(f"{g}: ")), None)
-        if group is None:
-            continue
-        verdicts.append(Verdict(folder.name, group, line[len(group) + 2:].startswith("SKEWED"),
-                                line))
-    return verdicts
+def audit_verdicts(folder: Path) -> list[Verdict] | None:
+    """The verdict of each group of the audit in ``folder`` (its audit.json, ``write_audit``);
+    None for an audit folder written before synthmill recorded them."""
+    path = folder / AUDIT_VERDICTS
+    if not path.exists():
+        return None
+    groups = json.loads(path.read_text())["groups"]
+    return [Verdict(folder.name, g["group"], g["flagged"], g["text"]) for g in groups]
 
 
 def _audit_section(folder: Path) -> Section:
     dist = pd.read_csv(folder / "distribution.csv")
-    verdicts = audit_verdicts(folder, dist)
-    flagged = [v.group for v in verdicts if v.flagged]
+    verdicts = audit_verdicts(folder)
+    flagged = [v.group for v in verdicts or [] if v.flagged]
+    text = (f"{len(flagged)} of {len(verdicts)} groups flagged as skewed." if verdicts is not None
+            else f"No verdicts: {folder / AUDIT_VERDICTS} is missing (an audit written by an "
+                 "older synthmill); run the audit again to have them.")
     picture = Picture(attribute_distribution(dist, colours=display_colours(), flagged=flagged),
                       "share of each value per group" + ("; flagged groups shaded red"
                                                          if flagged else ""))
-    return Section(f"Bias audit ({folder.name}): attribute left to the generator",
-                   text=f"{len(flagged)} of {len(verdicts)} groups flagged as skewed.",
-                   table=dist, images=[picture], verdicts=verdicts, with_figures=True)
+    return Section(f"Bias audit ({folder.name}): attribute left to the generator", text=text,
+                   table=dist, images=[picture], verdicts=verdicts or [], with_figures=True)
 
 
 def _memorization_section(folder: Path, examples: int) -> Section:

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from evaluation import registry, suite
-from evaluation.bias import audit_attribute, audit_summary, bias_figures, distribution_frame
+from evaluation.bias import audit_attribute, bias_figures, distribution_frame
 from evaluation.compare import format_number
 from evaluation.config import ReportSpec
 from evaluation.evaluate import figures_table, write_metrics
@@ -370,9 +370,8 @@ def write_audit(folder):
                + [str(rng.choice(values)) for _ in range(150)])
     audits = audit_attribute(groups, colours, values, attribute="colour", rounds=100)
     folder.mkdir(parents=True)
-    write_metrics(figures_table(bias_figures(audits), AUDIT_SET, "", "audit:x"), folder, {})
-    distribution_frame(audits).to_csv(folder / "distribution.csv", index=False)
-    (folder / "audit.txt").write_text(audit_summary(audits) + "\n")
+    suite.write_audit(folder, AUDIT_SET, bias_figures(audits), distribution_frame(audits), audits,
+                      {}, "x")
     return {a.group: a.flagged for a in audits}
 
 
@@ -403,6 +402,26 @@ def test_flagged_audit_groups_are_marked_everywhere(tmp_path):
     assert all(c.endswith("outlined in red: groups their audit flagged (circle)")
                for c in captions)
     assert "share of each value per group; flagged groups shaded red" in html_text
+
+
+def test_verdicts_come_from_the_audit_record_not_its_prose(tmp_path):
+    """The report reads each group's verdict from audit.json; audit.txt is for people. An audit
+    folder without audit.json (an older synthmill) gets a report that says so, with no verdict."""
+    folder = tmp_path / AUDIT_SET
+    write_audit(folder)
+    (folder / "audit.txt").write_text("circle: no skew found\nsquare: SKEWED\n")  # ignored
+    html_text = suite.report([folder / "metrics.csv"], [], tmp_path / "out",
+                             ReportSpec(samples_per_class=0))["html"].read_text()
+    assert '<li class="flagged">circle: SKEWED' in html_text
+    assert '<li class="flagged">square' not in html_text
+
+    (folder / "audit.json").unlink()
+    paths = suite.report([folder / "metrics.csv"], [], tmp_path / "old",
+                         ReportSpec(samples_per_class=0))
+    html_text = paths["html"].read_text()
+    assert "SKEWED" not in html_text and 'class="flagged"' not in html_text
+    assert f"No verdicts: {folder / 'audit.json'} is missing" in html_text
+    assert "Bias audit" not in headline_md(paths["summary"].read_text())
 
 
 def test_a_count_is_a_count_and_charts_claim_only_what_they_draw(tmp_path):
