@@ -31,6 +31,9 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks
     STATE["debug"] = debug  # diffusers (3 s to import) is imported by the commands that need it
     if not (debug or verbose):  # errors are one line: Prefect's own logs of a failure are not
         os.environ["PREFECT_LOGGING_LEVEL"] = "CRITICAL"  # read when prefect is first imported
+        # nor a local Dask cluster's INFO lines (read when distributed is first imported, here
+        # and by its worker processes, which inherit it)
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
     logging.basicConfig(level=logging.INFO if verbose or debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
 

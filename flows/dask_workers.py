@@ -4,6 +4,7 @@ only for Dask)."""
 from __future__ import annotations
 
 import os
+import signal
 
 from distributed import WorkerPlugin
 from prefect_dask import DaskTaskRunner
@@ -66,3 +67,14 @@ class PinDevice(WorkerPlugin):
     def setup(self, worker) -> None:
         index = worker.name if isinstance(worker.name, int) else 0
         os.environ["CUDA_VISIBLE_DEVICES"] = str(self.gpu_ids[index % len(self.gpu_ids)])
+
+
+class IgnoreCtrlC(WorkerPlugin):
+    """Dask worker plugin of a local cluster: the worker process ignores SIGINT. A terminal's
+    Ctrl-C goes to the whole process group; the parent stops the run and closes the cluster, and
+    each worker that took the signal too printed a KeyboardInterrupt traceback of its own."""
+
+    name = "synthmill-ignore-ctrl-c"
+
+    def setup(self, worker) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

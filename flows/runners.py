@@ -57,13 +57,13 @@ def make_task_runner(spec: RunnerSpec):
         # a local cluster: one single-threaded worker process per shard in flight, each reporting
         # to this process's Prefect server
         url = api_url()
-        kwargs = {"n_workers": spec.max_workers, "threads_per_worker": 1, "processes": True,
-                  "env": {"PREFECT_API_URL": url} if url else {}}
-        if spec.gpus_per_shard:
-            from flows.dask_workers import PinDevice
+        from flows.dask_workers import IgnoreCtrlC, LocalClusterTaskRunner, PinDevice
 
-            kwargs |= {"resources": {"GPU": 1}, "plugins": {PinDevice(_local_gpu_ids(spec))}}
-        from flows.dask_workers import LocalClusterTaskRunner
+        kwargs = {"n_workers": spec.max_workers, "threads_per_worker": 1, "processes": True,
+                  "env": {"PREFECT_API_URL": url} if url else {}, "plugins": {IgnoreCtrlC()}}
+        if spec.gpus_per_shard:
+            kwargs["resources"] = {"GPU": 1}
+            kwargs["plugins"].add(PinDevice(_local_gpu_ids(spec)))
 
         return LocalClusterTaskRunner(cluster_kwargs=kwargs)
     try:

@@ -58,7 +58,8 @@ def _assert_one_resume_line(output: str, done: int, total: int, name: str) -> No
     lines = [line for line in output.splitlines() if "interrupted" in line]
     assert lines == [f"interrupted: {done} of {total} samples of {name} are done; run the same "
                      "command again to resume"], output
-    for noise in ("Traceback", "Crash detected", "GenerationInterrupted", "KeyboardInterrupt"):
+    for noise in ("Traceback", "Crash detected", "GenerationInterrupted", "KeyboardInterrupt",
+                  "distributed."):
         assert noise not in output, output
 
 
@@ -74,10 +75,13 @@ def _assert_nothing_partial(root: Path) -> int:
     return recorded
 
 
-def _interrupt_job(tmp_path: Path, command: str, job: dict, sample_id: int) -> tuple[Path, int]:
-    """Ctrl-C ``synthmill <command>`` on a run.yaml holding ``job`` once sample ``sample_id``'s
-    image exists; checks nothing is partial and the one resume line; (root, samples recorded)."""
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"out": "datasets", "jobs": [job]}))
+def _interrupt_job(tmp_path: Path, command: str, job: dict, sample_id: int,
+                   runner: dict | None = None) -> tuple[Path, int]:
+    """Ctrl-C ``synthmill <command>`` on a run.yaml holding ``job`` (and ``runner``) once sample
+    ``sample_id``'s image exists; checks nothing is partial and the one resume line; (root,
+    samples recorded)."""
+    config = {"out": "datasets", "jobs": [job]} | ({"runner": runner} if runner else {})
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     root = tmp_path / "datasets" / job["name"]
     output = _interrupt(command, tmp_path, root / "images" / f"{sample_id:06d}.png")
     done = _assert_nothing_partial(root)
@@ -106,6 +110,14 @@ def test_ctrl_c_stops_generate_mid_shard_and_a_rerun_completes_it_identically(tm
 
 def test_ctrl_c_stops_the_pipeline_run_in_its_generation(tmp_path):
     _interrupt_job(tmp_path, "run", {**JOB, "name": "tiny-run", "num_samples": 8}, 0)
+
+
+def test_ctrl_c_stops_a_run_on_a_local_dask_cluster_with_one_line(tmp_path):
+    """Ctrl-C reaches the Dask worker processes too (one process group): they ignore it, this
+    process stops the run and closes the cluster; no worker traceback, no cluster log lines."""
+    root, done = _interrupt_job(tmp_path, "generate", {**JOB, "name": "tiny-dask"}, 0,
+                                runner={"kind": "dask", "max_workers": 2})
+    assert done < JOB["num_samples"]
 
 
 def test_a_second_ctrl_c_kills_at_once(tmp_path):
