@@ -209,7 +209,3 @@ def audit_line(audit: GroupAudit) -> str:
     return (f"{audit.group}: {state} (n={audit.n}; most frequent {audit.attribute} "
             f"{audit.top_value} at {audit.top_share:.0%}, p={audit.p_value:.3g})")
 
-
-def audit_summary(audits: Sequence[GroupAudit]) -> str:
-    """One line per group (``audit_line``)."""
-    return "\n".join(audit_line(a) for a in audits)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from augment.core.versions import dataset_label, resolve_dataset
-from evaluation.bias import audit_line, audit_summary
+from evaluation.bias import audit_line
 from evaluation.config import AuditSpec, EvalSpec, ReportSpec
 from evaluation.evaluate import evaluate_dataset, figures_table, write_metrics
 from evaluation.plots import Picture, attribute_distribution
@@ -49,12 +49,13 @@ def write_audit(out_dir: str | Path, label: str, figures: list, distribution: pd
     distribution.csv, audit.txt (one line per group, for people) and audit.json (each group's
     verdict, which the report reads: ``audit_verdicts``); the path of metrics.csv."""
     out_dir = Path(out_dir)
-    table = figures_table(figures, label, "", f"audit:{method}")
-    write_metrics(table, out_dir, {**about, "summary": audit_summary(audits)})
-    distribution.to_csv(out_dir / "distribution.csv", index=False)
-    (out_dir / "audit.txt").write_text(audit_summary(audits) + "\n")
     verdicts = [{"group": str(a.group), "flagged": bool(a.flagged), "text": audit_line(a)}
                 for a in audits]
+    summary = "\n".join(v["text"] for v in verdicts)
+    table = figures_table(figures, label, "", f"audit:{method}")
+    write_metrics(table, out_dir, {**about, "summary": summary})
+    distribution.to_csv(out_dir / "distribution.csv", index=False)
+    (out_dir / "audit.txt").write_text(summary + "\n")
     (out_dir / AUDIT_VERDICTS).write_text(json.dumps({"groups": verdicts}, indent=1))
     return out_dir / "metrics.csv"
 

@@ -10,12 +10,6 @@ from distributed import WorkerPlugin
 from prefect_dask import DaskTaskRunner
 
 
-# what distributed's nanny writes into the parent's environment before spawning a worker
-# (``distributed.nanny.pre-spawn-environ`` and the hash seed it adds)
-PRE_SPAWN = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-             "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED")
-
-
 class LocalClusterTaskRunner(DaskTaskRunner):
     """prefect-dask's runner on a local cluster that gives this process its environment back.
 
@@ -28,7 +22,7 @@ class LocalClusterTaskRunner(DaskTaskRunner):
     during the run writes them again)."""
 
     def __enter__(self):
-        self._environment = {key: os.environ.get(key) for key in (*PRE_SPAWN, *self._keys())}
+        self._environment = {key: os.environ.get(key) for key in self._pre_spawn_keys()}
         try:
             return super().__enter__()
         finally:
@@ -41,10 +35,12 @@ class LocalClusterTaskRunner(DaskTaskRunner):
             self._restore()
 
     @staticmethod
-    def _keys() -> list[str]:
+    def _pre_spawn_keys() -> list[str]:
+        """What the nanny writes: ``distributed.nanny.pre-spawn-environ``, and the hash seed."""
         import dask
 
-        return list(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+        return [*(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}),
+                "PYTHONHASHSEED"]
 
     def _restore(self) -> None:
         for key, value in self._environment.items():
