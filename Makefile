@@ -15,7 +15,17 @@ export PYTHONUNBUFFERED := 1
 
 install: $(STAMP)
 
+# A first install puts about 7 GB into .venv (PyTorch's build is most of it): say so plainly
+# when the disk cannot hold it, rather than failing halfway through pip.
+NEED_GB ?= 8
+
 $(STAMP): pyproject.toml
+	@test -x $(BIN)/python || { \
+	  free_gb=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	  if [ "$$free_gb" -lt $(NEED_GB) ]; then \
+	    echo "error: installing .venv needs about $(NEED_GB) GB free on $$(df -P . | awk 'NR==2 {print $$6}'), only $$free_gb GB is; free some space and run make again" >&2; \
+	    exit 1; \
+	  fi; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[test]'
 	rm -f $(VENV)/.installed-*
