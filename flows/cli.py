@@ -13,8 +13,8 @@ import typer
 
 from augment.config.base import ConfigError
 from evaluation.config import EvalSpec, ReportSpec
-from flows.cli_common import (STATE, SetOption, existing_inputs, fail, guarded, load_with_overrides,
-                              prefect_server, ready_to_generate)
+from flows.cli_common import (STATE, ItemLabels, SetOption, existing_inputs, fail, guarded,
+                              load_with_overrides, prefect_server, ready_to_generate)
 from flows.config import RunConfig
 from flows.summaries import run_id
 from flows.train_cli import train_app
@@ -102,7 +102,7 @@ def run(config: Path = ConfigArg, out: Optional[Path] = OutOption,
         typer.echo(f"report:  {result['report']['html']}")
 
 
-@app.command(short_help="Serve the configs' schedules (needs a Prefect server).")
+@app.command(cls=ItemLabels, short_help="Serve the configs' schedules (needs a Prefect server).")
 def serve(configs: list[Path] = typer.Argument(..., help="Run configs with a schedule: section."),
           overrides: Optional[list[str]] = SetOption) -> None:
     """Serve the configs' schedules as Prefect deployments until Ctrl-C (needs a Prefect server:
@@ -215,7 +215,7 @@ def evaluate(
     typer.echo(f"\nmetrics: {paths['metrics']}\nreport:  {paths['html']}")
 
 
-@app.command(short_help="Score several datasets side by side in one report.")
+@app.command(cls=ItemLabels, short_help="Score several datasets side by side in one report.")
 def compare(
     datasets: list[Path] = typer.Argument(..., help="Two or more dataset folders."),
     reference: Optional[str] = ReferenceOption,
@@ -272,11 +272,12 @@ def utility(
     typer.echo(f"\nmetrics: {paths['metrics']}\nreport:  {paths['html']}")
 
 
-@app.command("report", short_help="Rewrite a report from existing metrics.csv files.")
+@app.command("report", cls=ItemLabels, short_help="Rewrite a report from existing metrics.csv files.")
 def report_cmd(
     run_dirs: list[Path] = typer.Argument(..., help="Evaluation folders holding metrics.csv."),
     out: Path = typer.Option(..., "--out", help="Folder for the merged report."),
-    datasets: Optional[list[Path]] = typer.Option(None, "--dataset", help="Dataset folders to show."),
+    datasets: Optional[list[Path]] = typer.Option(
+        None, "--dataset", help="Dataset folders to show. Repeatable."),
 ) -> None:
     """(Re)write summary.md and report.html from existing metrics.csv files."""
     from evaluation.suite import report

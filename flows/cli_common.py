@@ -1,12 +1,14 @@
 """What every ``synthmill`` command shares: one-line errors (tracebacks with ``--debug``), config
-loading with ``--set`` overrides."""
+loading with ``--set`` overrides, help labels a person reads."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Optional
 
 import typer
+import typer.core
 import yaml
 from pydantic import ValidationError
 
@@ -18,6 +20,23 @@ SetOption = typer.Option(None, "--set", metavar="FIELD=VALUE",
                          help="Override a field of the command's config (dotted path, YAML value): "
                               "--set jobs.0.sampler.steps=10 in a run config, --set batch_size=32 "
                               "in evaluation settings. Repeatable.")
+
+
+class ItemLabels(typer.core.TyperCommand):
+    """A command whose help labels a list by its items' type (`datasets... <path>`, `--dataset
+    <path>`) where Typer writes `<list[Path]>`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            typer_label = param.display_type_rich
+            param.display_type_rich = lambda ctx, typer_label=typer_label: item_label(typer_label(ctx))
+
+
+def item_label(label: str | None) -> str | None:
+    """`<list[Path]>` -> `<path>`, `<list[str]>...` -> `<str>...`; any other label as it is."""
+    found = re.fullmatch(r"<list\[(\w+)\]>(\.\.\.)?", label or "")
+    return f"<{found.group(1).lower()}>{found.group(2) or ''}" if found else label
 
 
 def fail(message: str) -> None:

@@ -145,6 +145,29 @@ def test_every_help_example_runs(workspace, long_work_stops, monkeypatch):
     assert len(trained) == len(TRAINERS) and all(spec.steps <= 20 for spec in trained)
 
 
+def test_help_labels_read_as_words_not_python_types():
+    """Issue 14: `--debug <bool>` and `<list[str]>` read oddly. Every command's help labels a value
+    by what it is (`<path>`, `<str>`, `FIELD=VALUE`), a list by its items (`datasets... <path>`)."""
+    runner = CliRunner()
+    names = [[]]
+
+    def walk(command, path) -> None:
+        for name, sub in getattr(command, "commands", {}).items():
+            names.append(path + [name])
+            walk(sub, path + [name])
+
+    walk(typer.main.get_command(app), [])
+    assert len(names) > 15
+    for argv in names:
+        shown = runner.invoke(app, argv + ["--help"], prog_name="synthmill").output
+        assert "Usage: synthmill" in shown, argv
+        odd = re.findall(r"<(?:list|bool|Optional|dict|tuple)\b[^>]*>|\[[A-Z]\w*\]>", shown)
+        assert not odd, (argv, odd)
+    compare = runner.invoke(app, ["compare", "--help"]).output
+    assert re.search(r"datasets\.\.\. <path>\s+Two or more dataset folders", compare)
+    assert "--dataset <path>" in runner.invoke(app, ["report", "--help"]).output
+
+
 def test_the_set_option_examples_apply_to_the_configs_they_name():
     """`--help` shows `--set X in a run config` and `--set Y in evaluation settings`."""
     shown = dict((kind, path) for path, kind in re.findall(
