@@ -18,8 +18,6 @@ running until the exit handler stops it (SIGTERM), as after any run.
 
 from __future__ import annotations
 
-import atexit
-import gc
 import logging
 import os
 import signal
@@ -133,9 +131,6 @@ def ctrl_c_stops_generation(config: RunConfig, names: list[str] | None = None):
         yield
     except (GenerationInterrupted, KeyboardInterrupt):
         typer.echo(resume_line(config, names), err=True)
-        # the interpreter's garbage collection of torch, diffusers and Prefect at exit took
-        # 1.2-2.6 s of the 3-4 s an interrupted run needed to end; frozen objects are not scanned
-        atexit.register(gc.freeze)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         signal.signal(signal.SIGINT, previous)
