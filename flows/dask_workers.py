@@ -9,6 +9,8 @@ import signal
 from distributed import WorkerPlugin
 from prefect_dask import DaskTaskRunner
 
+from augment.core.stopping import request_stop
+
 
 class LocalClusterTaskRunner(DaskTaskRunner):
     """prefect-dask's runner on a local cluster that gives this process its environment back.
@@ -65,12 +67,27 @@ class PinDevice(WorkerPlugin):
         os.environ["CUDA_VISIBLE_DEVICES"] = str(self.gpu_ids[index % len(self.gpu_ids)])
 
 
-class IgnoreCtrlC(WorkerPlugin):
-    """Dask worker plugin of a local cluster: the worker process ignores SIGINT. A terminal's
-    Ctrl-C goes to the whole process group; the parent stops the run and closes the cluster, and
-    each worker that took the signal too printed a KeyboardInterrupt traceback of its own."""
+class StopOnCtrlC(WorkerPlugin):
+    """Dask worker plugin of a local cluster: a terminal's Ctrl-C, which reaches the workers too
+    (one process group), stops their shards the way it stops one in this process.
 
-    name = "synthmill-ignore-ctrl-c"
+    - SIGINT in the worker asks its generation to stop (``augment.core.stopping.request_stop``):
+      the shard in flight ends at its next network block with nothing partial, the worker is
+      idle again, and the cluster's close is quick. Before, the worker ignored SIGINT and the
+      close waited 4 s for the busy worker, then killed it; with the default handler each worker
+      printed a KeyboardInterrupt traceback.
+    - tqdm's bars in the worker share a thread lock, not the multiprocessing lock tqdm makes by
+      default: that lock is a named semaphore which the parent's resource tracker records, and a
+      worker killed mid-shard never released it, so the tracker printed "There appear to be 2
+      leaked semaphore objects" after the command's last line. Bars in one worker process are
+      drawn from its own threads only."""
+
+    name = "synthmill-stop-on-ctrl-c"
 
     def setup(self, worker) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        import threading
+
+        from tqdm import tqdm
+
+        signal.signal(signal.SIGINT, lambda signum, frame: request_stop())
+        tqdm.set_lock(threading.RLock())

@@ -57,10 +57,10 @@ def make_task_runner(spec: RunnerSpec):
         # a local cluster: one single-threaded worker process per shard in flight, each reporting
         # to this process's Prefect server
         url = api_url()
-        from flows.dask_workers import IgnoreCtrlC, LocalClusterTaskRunner, PinDevice
+        from flows.dask_workers import LocalClusterTaskRunner, PinDevice, StopOnCtrlC
 
         kwargs = {"n_workers": spec.max_workers, "threads_per_worker": 1, "processes": True,
-                  "env": {"PREFECT_API_URL": url} if url else {}, "plugins": {IgnoreCtrlC()}}
+                  "env": {"PREFECT_API_URL": url} if url else {}, "plugins": {StopOnCtrlC()}}
         if spec.gpus_per_shard:
             kwargs["resources"] = {"GPU": 1}
             kwargs["plugins"].add(PinDevice(_local_gpu_ids(spec)))

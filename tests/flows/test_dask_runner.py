@@ -150,3 +150,32 @@ def test_gpu_settings_are_checked_where_they_cannot_work():
         RunnerSpec(kind="dask", gpus_per_shard=2)
     with pytest.raises(ValueError, match="gpu_ids: only for a local Dask cluster"):
         RunnerSpec(kind="dask", address="tcp://host:8786", gpus_per_shard=1, gpu_ids=[0])
+
+
+def test_worker_progress_bars_hold_no_process_lock():
+    """tqdm's default lock includes a multiprocessing lock, a named semaphore recorded by the
+    parent's resource tracker. A local worker killed mid-shard (a Ctrl-C during an unstoppable
+    weights load, a lost worker) never releases it, and the tracker warned of leaked semaphores
+    after the command's last line. The local cluster's workers draw bars under a thread lock."""
+    from distributed import Client, LocalCluster
+
+    from flows.dask_workers import StopOnCtrlC
+
+    def bar_locks() -> list[str]:  # defined here so that Dask ships it by value
+        from tqdm import tqdm
+
+        for _ in tqdm(range(2), disable=True):
+            pass
+        lock = tqdm.get_lock()
+        return [type(held).__module__ for held in getattr(lock, "locks", [lock])]
+
+    environment = dict(os.environ)  # the nanny writes OMP_NUM_THREADS=1 and more into it
+    try:
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                          plugins={StopOnCtrlC()}, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            (locks,) = client.run(bar_locks).values()
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+    assert locks and not [module for module in locks if module.startswith("multiprocessing")]
