@@ -131,13 +131,14 @@ def comparison_table(metrics: pd.DataFrame, directions: Mapping[str, bool] | Non
     return pd.concat([descriptors, table], axis=1)
 
 
-def throughput(dataset_dir: str | Path) -> float:
+def throughput(dataset_dir: str | Path, manifest: pd.DataFrame | None = None) -> float:
     """Generation throughput in samples/s: manifest samples / sum of per-sample seconds.
 
     Counts every generated sample (dropped and failed ones took time too); NaN when no time
-    was recorded.
+    was recorded. ``manifest``: the folder's manifest, when the caller has read it already.
     """
-    manifest = pd.read_parquet(Path(dataset_dir) / "manifest.parquet", columns=["seconds"])
+    if manifest is None:
+        manifest = pd.read_parquet(Path(dataset_dir) / "manifest.parquet", columns=["seconds"])
     seconds = float(manifest["seconds"].sum())
     return len(manifest) / seconds if seconds > 0 else float("nan")
 
@@ -159,11 +160,11 @@ def run_descriptors(dataset_dir: str | Path) -> dict:
     counts = json.loads(info_path.read_text()).get("counts", {}) if info_path.exists() else {}
     out["samples"] = len(manifest)
     out["kept"] = counts.get("kept", int(manifest["kept"].sum()))
-    out["samples_per_second"] = round(throughput(root), 3)
+    out["samples_per_second"] = round(throughput(root, manifest), 3)
     return out
 
 
-def runs_table(dataset_dirs: Sequence[str | Path]) -> pd.DataFrame:
-    """``run_descriptors`` of each synthmill dataset folder (others are left out), one row each."""
-    rows = [run_descriptors(d) for d in dataset_dirs if (Path(d) / "manifest.parquet").exists()]
+def runs_table(descriptors: Sequence[dict]) -> pd.DataFrame:
+    """One row per run, from ``run_descriptors`` dicts (the folders a caller could read)."""
+    rows = [row for row in descriptors if row]
     return pd.DataFrame(rows, columns=None if rows else ["dataset"])

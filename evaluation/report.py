@@ -101,6 +101,7 @@ class _DatasetPart:
     """What the report shows of one dataset folder beyond its metric rows."""
 
     name: str
+    descriptors: dict = field(default_factory=dict)  # ``run_descriptors``: empty if unreadable
     overview: dict = field(default_factory=dict)
     pictures: list[Picture] = field(default_factory=list)
     captions: pd.DataFrame | None = None
@@ -178,12 +179,13 @@ def write_report(out_dir: str | Path, metrics: pd.DataFrame, datasets: Sequence[
               "extractor": _distinct(metrics["extractor"]), **dict(run_info or {})}
     # the comparison lines up the datasets given (an audit set's rows are another kind of figure)
     compared = metrics[metrics["dataset"].isin({dataset_label(d) for d in datasets})]
-    table = (comparison_table(compared, runs=runs_table(datasets))
+    parts = [_dataset_part(Path(d), samples_per_class) for d in datasets]
+    table = (comparison_table(compared, runs=runs_table([p.descriptors for p in parts]))
              if compared["dataset"].nunique() else None)
     sections = list(sections or [])
     flagged = {(v.dataset, v.group) for s in sections for v in s.verdicts if v.flagged}
     report = _Report(title, metrics, header, compared, table, _metric_charts(metrics, flagged),
-                     [_dataset_part(Path(d), samples_per_class) for d in datasets], sections)
+                     parts, sections)
     # 3. Write
     out_dir = Path(out_dir)
     return {"summary": atomic_write_text(out_dir / "summary.md", _markdown(report)),
@@ -221,9 +223,9 @@ def _dataset_part(root: Path, per_class: int) -> _DatasetPart:
         part.notes.append("not a synthmill dataset folder (no manifest.parquet): no samples shown")
         return part
     try:
-        info = json.loads((root / "dataset.json").read_text())
-        counts = info.get("counts", {})
-        part.overview = {**run_descriptors(root),
+        part.descriptors = run_descriptors(root)
+        counts = json.loads((root / "dataset.json").read_text()).get("counts", {})
+        part.overview = {**part.descriptors,
                          **{k: counts[k] for k in ("dropped", "failed") if k in counts}}
         hooks = MODALITIES.get(dataset_modality(root)).load_hooks()
         part.pictures, part.captions = hooks.pictures(root, per_class)
