@@ -60,6 +60,11 @@ def format_number(x: float) -> str:
     return "n/a" if not math.isfinite(x) else f"{x:.4g}"
 
 
+def intervals_overlap(a_low: float, a_high: float, b_low: float, b_high: float) -> bool:
+    """Whether two intervals share a point: two figures whose intervals overlap are a tie."""
+    return a_low <= b_high and b_low <= a_high
+
+
 def mark_column(cells: Sequence[Cell | None], higher: bool | None) -> list[Cell | None]:
     """The cells with ``best`` / ``tie`` marks (module docstring); None stays None.
 
@@ -79,7 +84,8 @@ def mark_column(cells: Sequence[Cell | None], higher: bool | None) -> list[Cell 
         mark: Mark = ""
         if c.value == best_value:
             mark = "best"
-        elif c.has_interval and any(c.ci_low <= b.ci_high and b.ci_low <= c.ci_high for b in best):
+        elif c.has_interval and any(intervals_overlap(c.ci_low, c.ci_high, b.ci_low, b.ci_high)
+                                    for b in best):
             mark = "tie"
         out.append(replace(c, mark=mark))
     return out

@@ -13,7 +13,8 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from evaluation.registry import figure_spec
+from evaluation.compare import intervals_overlap
+from evaluation.registry import count_spec, figure_spec
 
 
 @dataclass
@@ -104,7 +105,7 @@ def _pair_outcome(rows: pd.DataFrame, a: str, b: str, extractor: str) -> PairOut
     for metric in dict.fromkeys(rows["metric"]):
         declared = figure_spec(metric)
         missing = (a, metric) not in by or (b, metric) not in by
-        if missing or (declared is not None and declared.plot == "count"):
+        if missing or count_spec(metric):
             continue
         ra, rb = by[(a, metric)], by[(b, metric)]
         higher = declared.higher_is_better if declared else None
@@ -112,7 +113,7 @@ def _pair_outcome(rows: pd.DataFrame, a: str, b: str, extractor: str) -> PairOut
                                      rb.ci_high)]
         if higher is None or not all(math.isfinite(x) for x in bounds):
             outcome.unranked.append(metric)
-        elif ra.ci_low <= rb.ci_high and rb.ci_low <= ra.ci_high:
+        elif intervals_overlap(ra.ci_low, ra.ci_high, rb.ci_low, rb.ci_high):
             outcome.ties.append(metric)
         else:
             outcome.wins[a if (ra.value > rb.value) == higher else b].append(metric)
@@ -187,8 +188,8 @@ def _memorization_line(compared: pd.DataFrame) -> list[HeadlineLine]:
 def _count_lines(compared: pd.DataFrame) -> list[HeadlineLine]:
     lines = []
     for r in compared[compared["group"] == "all"].itertuples():
-        declared = figure_spec(r.metric)
-        if declared and declared.plot == "count" and float(r.value) > 0:
+        declared = count_spec(r.metric)
+        if declared and float(r.value) > 0:
             count = count_text(float(r.value), declared.unit)
             lines.append(HeadlineLine([(f"{r.dataset}: {r.metric} {count} (excluded from the "
                                         "figures)", True)]))

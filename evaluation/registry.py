@@ -120,6 +120,13 @@ def figure_spec(name: str) -> FigureSpec | None:
     return found[1] if found else None
 
 
+def count_spec(name: str) -> FigureSpec | None:
+    """The declaration of figure ``name`` when it is a count (``plot`` "count": unreadable files),
+    shown as "3 files" and never ranked, charted or given a direction; None for any other."""
+    declared = figure_spec(name)
+    return declared if declared is not None and declared.plot == "count" else None
+
+
 def chosen(names: list[str]) -> list[Metric]:
     """The metrics an evaluation runs: those ``names`` chooses and those that always run, in
     registration order."""

@@ -28,7 +28,7 @@ from evaluation.figures import COLUMNS
 from evaluation.headline import (HeadlineLine, Segment, Verdict, count_text, distinct_warnings,
                                  headline)
 from evaluation.plots import FLAGGED, Picture, metric_bars, metric_caption
-from evaluation.registry import MODALITIES, figure_spec
+from evaluation.registry import MODALITIES, count_spec, figure_spec
 from evaluation.sets import dataset_modality
 
 log = logging.getLogger(__name__)
@@ -250,8 +250,8 @@ class _Marked:
 
 
 def _value(metric: str, value: float) -> str:
-    declared = figure_spec(metric)
-    if declared is not None and declared.plot == "count":
+    declared = count_spec(metric)
+    if declared:
         return count_text(value, declared.unit)
     return format_number(value)
 
@@ -280,7 +280,7 @@ def _figures(rows: pd.DataFrame, full: bool) -> pd.DataFrame:
 def _named(metric: str) -> str:
     """A figure's name with its declared direction, e.g. ``fid (lower better)``."""
     declared = figure_spec(metric.split(" [")[0])
-    if declared is None or declared.plot == "count":
+    if declared is None or count_spec(declared.name):
         return metric
     return f"{metric} ({declared.direction} better)"
 
@@ -330,9 +330,8 @@ def _by_metric(table: pd.DataFrame) -> pd.DataFrame:
                and any(isinstance(v, Cell) for v in table[c])]
     rows = []
     for column in metrics:
-        declared = figure_spec(column.split(" [")[0])
-        count = declared is not None and declared.plot == "count"
-        cells = [(_Marked(count_text(c.value, declared.unit)) if count else c)
+        declared = count_spec(column.split(" [")[0])
+        cells = [(_Marked(count_text(c.value, declared.unit)) if declared else c)
                  if isinstance(c, Cell) else "" for c in table[column]]
         rows.append([_named(column), *cells])
     return pd.DataFrame(rows, columns=["figure", *table.index])
