@@ -338,6 +338,12 @@ def finalize_dataset(job: JobBase, root: str | Path, seconds: float | None = Non
     spent in model calls)."""
     root = Path(root)
     manifest = read_manifest_parts(job, root)
+    # A writer killed mid-file during this run (a lost Dask worker, whose shard then ran again on
+    # another) left its temporary file. Every shard is done and the folder is locked by this run,
+    # so no temporary file here belongs to a live writer.
+    removed = remove_stale_temp_files(root)
+    if removed:
+        log.info("removed %d partial files left by a killed writer", removed)
     atomic_write_bytes(root / "manifest.parquet", _parquet_bytes(manifest))
     categories = hooks_of(job).categories(job)
     labels = label_kind(job)

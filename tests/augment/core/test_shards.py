@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -96,6 +97,25 @@ def test_interrupted_run_resumes_to_the_same_manifest(made, tmp_path, monkeypatc
     b = pd.read_parquet(resumed / "manifest.parquet").drop(columns=TIMING)
     pd.testing.assert_frame_equal(a.drop(columns=["model"]), b.drop(columns=["model"]))
     assert not list(resumed.rglob("*.tmp"))
+
+
+def test_a_writer_killed_mid_run_leaves_no_partial_file(tmp_path, monkeypatch):
+    """A Dask worker killed mid-file (SIGKILL) leaves its temporary file, and its shard runs again
+    on another worker within the same run, after the folder was prepared: the finished dataset
+    holds no temporary file."""
+    job = small_job(num_samples=4, shard_size=2)
+    real = gen.generate_shard
+
+    def shard_after_a_killed_attempt(job, root, shard, *args, **kw):
+        if shard == 1:
+            (Path(root) / "masks" / "instance").mkdir(parents=True, exist_ok=True)
+            (Path(root) / "masks" / "instance" / ".000002.png.k1ll3d.tmp").write_bytes(b"partial")
+        return real(job, root, shard, *args, **kw)
+
+    monkeypatch.setattr(gen, "generate_shard", shard_after_a_killed_attempt)
+    root, _ = gen.generate_dataset(job, tmp_path)
+    assert len(pd.read_parquet(root / "manifest.parquet")) == 4
+    assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
 
 
 def test_a_second_concurrent_run_is_refused(tmp_path):
