@@ -97,6 +97,19 @@ def sample_names(sample_set: SampleSet) -> list[str]:
     return [Path(f).name for f in sample_set.files]
 
 
+def memorization_record(result: dict, names: Sequence[str], files: Sequence[str | Path],
+                        bank_files: Sequence[str | Path]) -> dict:
+    """What a memorization result leaves for the report (memorization.json): the threshold, the
+    flagged samples by ``names`` and the closest pairs with both files, the reference side named
+    by its file name. ``result``: ``memorization``'s, over samples ``names``/``files`` and the
+    bank ``bank_files``."""
+    return {"threshold": result["threshold"], "n": result["n"],
+            "flagged": [names[i] for i in result["flagged"]],
+            "pairs": [{"sample": names[i], "file": str(files[i]),
+                       "reference": Path(bank_files[j]).name, "reference_file": str(bank_files[j]),
+                       "distance": d} for i, j, d in result["examples"]]}
+
+
 def score_memorization(inputs: MetricInputs) -> list[Figure]:
     """Memorization and near duplicates, with a line calibrated on real-vs-real distances: half of
     the reference is the bank, the other half the held-out real set (a real image is never a copy
@@ -118,12 +131,7 @@ def score_memorization(inputs: MetricInputs) -> list[Figure]:
     bank_files = ref.files[half:] if ref.files else None
     bank_names = [Path(f).name for f in bank_files] if bank_files else None
     if bank_files:
-        inputs.extras["memorization"] = {
-            "threshold": result["threshold"], "n": result["n"],
-            "flagged": [names[i] for i in result["flagged"]],
-            "pairs": [{"sample": names[i], "file": str(files[i]), "reference": bank_names[j],
-                       "reference_file": bank_files[j], "distance": d}
-                      for i, j, d in result["examples"]]}
+        inputs.extras["memorization"] = memorization_record(result, names, files, bank_files)
     figure = memorization_figure(result, names=names, reference_names=bank_names)
     figure.details += (f"; bank = second half of the reference ({len(bank)}), line calibrated "
                        f"at the {spec.memorization_quantile:g} quantile of real-vs-real distances")

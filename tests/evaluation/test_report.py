@@ -9,6 +9,7 @@ import io
 import json
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ from evaluation.config import ReportSpec
 from evaluation.evaluate import figures_table, write_metrics
 from evaluation.figures import FigureSpec
 from evaluation.image.pictures import grid_samples, image_png, sample_grid
-from evaluation.memorization import memorization, memorization_figure
+from evaluation.memorization import memorization, memorization_figure, memorization_record
 from evaluation.plots import (Picture, attribute_distribution, class_balance, draws_whiskers,
                               metric_bars)
 from evaluation.registry import figure_spec
@@ -492,21 +493,23 @@ def test_memorization_pairs_are_named_by_sample_id_in_both_files(tmp_path):
     """metrics.csv and the report name a generated sample by its manifest id and a reference
     sample by its file, the same way."""
     folder = tmp_path / "synth"
-    dataset = make_dataset(tmp_path / "synth-a", n=4)
+    dataset = make_dataset(tmp_path / "synth-a", n=6)
+    reference = make_dataset(tmp_path / "real", n=6)
     rng = np.random.default_rng(0)
     bank = rng.normal(size=(6, 8))
     generated = rng.normal(size=(3, 8))
     generated[1] = bank[4]  # the sample with id 3 (position 1 among ids 1, 3, 5) copies 000004
-    names, ref_names = ["#1", "#3", "#5"], [f"{j:06d}.png" for j in range(6)]
+    names = ["#1", "#3", "#5"]
+    files = [dataset / "images" / f"{i:06d}.png" for i in (1, 3, 5)]
+    bank_files = [str(reference / "images" / f"{j:06d}.png") for j in range(6)]
     result = memorization(generated, bank, threshold=1e-6, top_k=2)
-    figure = memorization_figure(result, names=names, reference_names=ref_names)
+    figure = memorization_figure(result, names=names,
+                                 reference_names=[Path(f).name for f in bank_files])
     folder.mkdir()
     write_metrics(figures_table([figure], "synth-a", "ref", "x"), folder, {})
-    image = str(dataset / "images" / "000001.png")
-    (folder / "memorization.json").write_text(json.dumps({
-        "threshold": 1e-6, "n": 3, "flagged": [names[i] for i in result["flagged"]],
-        "pairs": [{"sample": names[i], "file": image, "reference": ref_names[j],
-                   "reference_file": image, "distance": d} for i, j, d in result["examples"]]}))
+    # what score_memorization leaves for the report, written as evaluate_one writes it
+    (folder / "memorization.json").write_text(json.dumps(
+        memorization_record(result, names, files, bank_files)))
     paths = suite.report([folder / "metrics.csv"], [dataset], tmp_path / "out",
                          ReportSpec(samples_per_class=0, memorization_examples=1))
     html_text = paths["html"].read_text()
