@@ -223,7 +223,8 @@ def _sample_shard(job: JobBase, root: Path, shard: int, ids: range,
 @dataclass
 class Batch:
     """A sampled batch on its way to the disk: ids, conditions, noise seeds, stored samples,
-    status and verification scores per sample, and the model seconds per sample."""
+    status and verification scores per sample, and the model seconds per sample (the batch's
+    model time shared evenly: the manifest's ``seconds``)."""
 
     ids: list[int]
     conditions: list
@@ -231,7 +232,7 @@ class Batch:
     stored: np.ndarray
     status: list[str]
     scores: list
-    seconds: float
+    seconds_per_sample: float
 
 
 def _write_batch(job: JobBase, root: Path, shard: int, hooks: ModalityHooks, backend,
@@ -251,7 +252,7 @@ def _write_batch(job: JobBase, root: Path, shard: int, hooks: ModalityHooks, bac
             prompt=backend.prompt(condition, job.sampler), condition=condition.to_json(),
             instances=instances, verify_method=job.verify.resolved_method(job.model.backend),
             verify=verify, kept=hooks.is_kept(job, batch.status[i], instances),
-            status=batch.status[i], seconds=batch.seconds, config_hash=fingerprint, shard=shard)
+            status=batch.status[i], seconds=batch.seconds_per_sample, config_hash=fingerprint, shard=shard)
         rows.append(record.to_row())
     if progress:
         progress(len(batch.ids))
@@ -300,14 +301,16 @@ class ShardWriter:
         self._queue.put(item)  # the thread keeps taking items, even after an error
 
     def close(self) -> list[dict]:
-        self._queue.put(_CLOSE)
-        self._thread.join()
+        self._end_thread()
         self._raise_error()
         return self._rows
 
     def discard(self) -> None:
         self._dropping.set()
-        self._queue.put(_CLOSE)
+        self._end_thread()
+
+    def _end_thread(self) -> None:
+        self._queue.put(_CLOSE)  # after the batches queued before it
         self._thread.join()
 
 
