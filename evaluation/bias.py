@@ -208,4 +208,3 @@ def audit_line(audit: GroupAudit) -> str:
     state = "SKEWED" if audit.flagged else "no skew found"
     return (f"{audit.group}: {state} (n={audit.n}; most frequent {audit.attribute} "
             f"{audit.top_value} at {audit.top_share:.0%}, p={audit.p_value:.3g})")
-

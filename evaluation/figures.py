@@ -49,5 +49,9 @@ class FigureSpec:
             raise ValueError(f"figure {self.name}: plot must be one of {PLOTS}, got {self.plot!r}")
 
     @property
+    def is_count(self) -> bool:
+        return self.plot == "count"
+
+    @property
     def direction(self) -> str:
         return "higher" if self.higher_is_better else "lower"

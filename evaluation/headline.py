@@ -105,7 +105,7 @@ def _pair_outcome(rows: pd.DataFrame, a: str, b: str, extractor: str) -> PairOut
     for metric in dict.fromkeys(rows["metric"]):
         declared = figure_spec(metric)
         missing = (a, metric) not in by or (b, metric) not in by
-        if missing or count_spec(metric):
+        if missing or (declared is not None and declared.is_count):
             continue
         ra, rb = by[(a, metric)], by[(b, metric)]
         higher = declared.higher_is_better if declared else None

@@ -124,7 +124,7 @@ def count_spec(name: str) -> FigureSpec | None:
     """The declaration of figure ``name`` when it is a count (``plot`` "count": unreadable files),
     shown as "3 files" and never ranked, charted or given a direction; None for any other."""
     declared = figure_spec(name)
-    return declared if declared is not None and declared.plot == "count" else None
+    return declared if declared is not None and declared.is_count else None
 
 
 def chosen(names: list[str]) -> list[Metric]:

@@ -280,7 +280,7 @@ def _figures(rows: pd.DataFrame, full: bool) -> pd.DataFrame:
 def _named(metric: str) -> str:
     """A figure's name with its declared direction, e.g. ``fid (lower better)``."""
     declared = figure_spec(metric.split(" [")[0])
-    if declared is None or count_spec(declared.name):
+    if declared is None or declared.is_count:
         return metric
     return f"{metric} ({declared.direction} better)"
 

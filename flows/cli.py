@@ -46,12 +46,8 @@ def quick_exit() -> None:
     1.4-1.9 s of every command's exit. Freeze the heap at exit so that collection skips it: exit
     handlers (Prefect's server stop among them) still run, and every file is written and closed
     before the command returns."""
-    if not _QUICK_EXIT:
-        _QUICK_EXIT.append(True)
-        atexit.register(gc.freeze)
-
-
-_QUICK_EXIT: list = []
+    atexit.unregister(gc.freeze)  # once, however many commands this process runs (tests)
+    atexit.register(gc.freeze)
 
 
 def _run_config(config: Path, out: Optional[Path], overrides: list[str] | None) -> RunConfig:

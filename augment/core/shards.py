@@ -132,9 +132,6 @@ def prepare_dataset(job: JobBase, out: str | Path, version: str | None = None) -
     elif root.exists() and any(p.name != ".lock" for p in root.iterdir()):
         raise FileExistsError(f"{root} exists and is not a synthmill dataset folder; "
                               "choose another job name or --out")
-    removed = remove_stale_temp_files(root) if root.exists() else 0
-    if removed:
-        log.info("removed %d partial files left by an interrupted run", removed)
     atomic_write_json(state, {"fingerprint": job_fingerprint(job),
                               "job": job.model_dump(mode="json")})
     return root
@@ -252,7 +249,8 @@ def _write_batch(job: JobBase, root: Path, shard: int, hooks: ModalityHooks, bac
             prompt=backend.prompt(condition, job.sampler), condition=condition.to_json(),
             instances=instances, verify_method=job.verify.resolved_method(job.model.backend),
             verify=verify, kept=hooks.is_kept(job, batch.status[i], instances),
-            status=batch.status[i], seconds=batch.seconds_per_sample, config_hash=fingerprint, shard=shard)
+            status=batch.status[i], seconds=batch.seconds_per_sample, config_hash=fingerprint,
+            shard=shard)
         rows.append(record.to_row())
     if progress:
         progress(len(batch.ids))
@@ -341,12 +339,12 @@ def finalize_dataset(job: JobBase, root: str | Path, seconds: float | None = Non
     spent in model calls)."""
     root = Path(root)
     manifest = read_manifest_parts(job, root)
-    # A writer killed mid-file during this run (a lost Dask worker, whose shard then ran again on
-    # another) left its temporary file. Every shard is done and the folder is locked by this run,
-    # so no temporary file here belongs to a live writer.
+    # A writer killed mid-file (an interrupted earlier run, or a lost Dask worker of this one,
+    # whose shard then ran again on another) left its temporary file. Every shard is done and the
+    # folder is locked by this run, so no temporary file here belongs to a live writer.
     removed = remove_stale_temp_files(root)
     if removed:
-        log.info("removed %d partial files left by a killed writer", removed)
+        log.info("removed %d partial files left by killed writers", removed)
     atomic_write_bytes(root / "manifest.parquet", _parquet_bytes(manifest))
     categories = hooks_of(job).categories(job)
     labels = label_kind(job)

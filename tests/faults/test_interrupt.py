@@ -113,7 +113,9 @@ def test_ctrl_c_stops_a_run_on_a_local_dask_cluster_with_one_line(tmp_path):
     """Ctrl-C reaches the Dask worker processes too (one process group): each stops its shard in
     flight as this process would, and this process closes the cluster; no worker traceback, no
     cluster log line, no leaked-semaphore warning from a worker killed mid-shard. The shards are
-    long enough (8 batches) that both are mid-shard when the signal comes: none may finish."""
+    long enough (8 batches) that both are mid-shard when the signal comes: none may finish.
+    Workers that ignored the signal were killed by the nanny only after its 4 s wait for a busy
+    worker, so such a stop cannot come within ``STOP_SECONDS``; stopped shards took 2.2-2.4 s."""
     job = {**JOB, "name": "tiny-dask", "num_samples": 32, "shard_size": 16,
            "sampler": {**JOB["sampler"], "steps": 20}}
     root, done = _interrupt_job(tmp_path, "generate", job, 0,

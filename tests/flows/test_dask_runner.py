@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from unittest import mock
 
 import pandas as pd
 import pytest
@@ -169,13 +170,10 @@ def test_worker_progress_bars_hold_no_process_lock():
         lock = tqdm.get_lock()
         return [type(held).__module__ for held in getattr(lock, "locks", [lock])]
 
-    environment = dict(os.environ)  # the nanny writes OMP_NUM_THREADS=1 and more into it
-    try:
-        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                          plugins={StopOnCtrlC()}, dashboard_address=None) as cluster, \
-                Client(cluster) as client:
-            (locks,) = client.run(bar_locks).values()
-    finally:
-        os.environ.clear()
-        os.environ.update(environment)
+    # the nanny writes OMP_NUM_THREADS=1 and more into os.environ: patch.dict puts it back
+    with mock.patch.dict(os.environ), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                         plugins={StopOnCtrlC()}, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        (locks,) = client.run(bar_locks).values()
     assert locks and not [module for module in locks if module.startswith("multiprocessing")]
